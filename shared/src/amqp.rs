@@ -1,0 +1,211 @@
+//! Connecting to RabbitMQ: the broker's address (whose password never reaches a log), named
+//! connections with heartbeats, the back-off between attempts, and the connection's events.
+
+use backon::{BackoffBuilder, ExponentialBuilder};
+use futures_util::{Stream, StreamExt};
+use lapin::{Connection, ConnectionProperties, Event, uri::AMQPUri};
+use secrecy::{ExposeSecret, SecretString};
+use std::{fmt, time::Duration};
+use tokio_util::sync::CancellationToken;
+
+/// Heartbeat interval asked for when the URI does not set one: a broker or a network path
+/// that died silently is noticed within about two intervals rather than at the next write.
+const DEFAULT_HEARTBEAT_SECS: u16 = 10;
+/// TCP and AMQP handshake deadline when the URI does not set one, so that an address that
+/// swallows packets costs a few seconds per attempt, not minutes.
+const DEFAULT_CONNECTION_TIMEOUT_MS: u64 = 5_000;
+
+/// The `AMQP_ADDR` URI. `Debug` and `Display` show it with the password masked; only
+/// [`connect`] sees the secret.
+#[derive(Clone)]
+pub struct BrokerAddress {
+    uri: SecretString,
+    redacted: String,
+}
+
+impl BrokerAddress {
+    /// Parses an `amqp://` or `amqps://` URI. The error never repeats the input, which holds
+    /// a password.
+    pub fn parse(input: &str) -> Result<Self, String> {
+        let uri: AMQPUri = input
+            .parse()
+            .map_err(|error| format!("not a valid amqp:// URI ({error})"))?;
+        let redacted = format!(
+            "{}://{}@{}:{}/{}",
+            match uri.scheme {
+                lapin::uri::AMQPScheme::AMQP => "amqp",
+                lapin::uri::AMQPScheme::AMQPS => "amqps",
+            },
+            if uri.authority.userinfo.password.is_empty() {
+                uri.authority.userinfo.username.clone()
+            } else {
+                format!("{}:***", uri.authority.userinfo.username)
+            },
+            uri.authority.host,
+            uri.authority.port,
+            uri.vhost.replace('/', "%2f"),
+        );
+        Ok(Self {
+            uri: SecretString::from(input),
+            redacted,
+        })
+    }
+
+    /// The URI with its password replaced by `***`, for logs and error messages.
+    pub fn redacted(&self) -> &str {
+        &self.redacted
+    }
+
+    fn to_uri(&self) -> AMQPUri {
+        // Parsed successfully once already in `parse`.
+        let mut uri: AMQPUri = self.uri.expose_secret().parse().unwrap_or_default();
+        uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
+        uri.query
+            .connection_timeout
+            .get_or_insert(DEFAULT_CONNECTION_TIMEOUT_MS);
+        uri
+    }
+}
+
+impl fmt::Debug for BrokerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+impl fmt::Display for BrokerAddress {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.redacted)
+    }
+}
+
+/// Opens one connection, named so that an operator can tell the services apart in the
+/// management UI and in `rabbitmqctl list_connections name client_properties`.
+pub async fn connect(address: &BrokerAddress, name: &str) -> Result<Connection, lapin::Error> {
+    let properties = ConnectionProperties::default().with_connection_name(name.into());
+    Connection::connect_uri(address.to_uri(), properties).await
+}
+
+/// Connects, retrying with exponential back-off and jitter (capped at `max_delay`) for as
+/// long as it takes. Returns `None` only when `stop` is cancelled first.
+pub async fn connect_with_retry(
+    address: &BrokerAddress,
+    name: &str,
+    max_delay: Duration,
+    stop: &CancellationToken,
+) -> Option<Connection> {
+    let mut delays = reconnect_delays(max_delay);
+    loop {
+        let attempt = tokio::select! {
+            () = stop.cancelled() => return None,
+            attempt = connect(address, name) => attempt,
+        };
+        match attempt {
+            Ok(connection) => {
+                tracing::info!(broker = %address, connection = name, "Connected to the broker.");
+                return Some(connection);
+            }
+            Err(error) => {
+                let delay = delays.next().unwrap_or(max_delay);
+                tracing::warn!(
+                    broker = %address,
+                    connection = name,
+                    %error,
+                    retry_in_ms = delay.as_millis() as u64,
+                    "Cannot connect to the broker; will retry."
+                );
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            }
+        }
+    }
+}
+
+/// Delays between connection attempts: from 100 ms, doubling, never more than `max_delay`.
+/// Jitter spreads the reconnections of many clients after a broker restart; backon's adds
+/// up to 100% of the delay, so the base is capped at half of `max_delay`.
+pub fn reconnect_delays(max_delay: Duration) -> impl Iterator<Item = Duration> {
+    let min_delay = Duration::from_millis(100).min(max_delay);
+    ExponentialBuilder::default()
+        .with_min_delay(min_delay / 2)
+        .with_max_delay(max_delay / 2)
+        .with_factor(2.0)
+        .with_jitter()
+        .without_max_times()
+        .build()
+}
+
+/// What a service needs to know about its connection after it is open.
+#[derive(Debug)]
+pub enum ConnectionEvent {
+    /// The connection is gone (closed by the broker, network error, missed heartbeats).
+    /// Every channel on it is dead: reconnect.
+    Lost(lapin::Error),
+    /// The broker stopped reading from this connection (memory or disk alarm): publishes
+    /// would hang until it is unblocked.
+    Blocked(String),
+    Unblocked,
+}
+
+/// The connection's events, from now on. Call it right after connecting: lapin only
+/// reports events to listeners that exist when they happen.
+pub fn connection_events(
+    connection: &Connection,
+) -> impl Stream<Item = ConnectionEvent> + Send + Unpin + 'static {
+    connection
+        .events_listener()
+        .filter_map(|event| async move {
+            match event {
+                Event::Error(error) => Some(ConnectionEvent::Lost(error)),
+                Event::ConnectionBlocked(reason) => Some(ConnectionEvent::Blocked(reason)),
+                Event::ConnectionUnblocked => Some(ConnectionEvent::Unblocked),
+                _ => None,
+            }
+        })
+        .boxed()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_password_never_appears_in_debug_or_display() {
+        let address =
+            BrokerAddress::parse("amqp://app:s3cr3t-pa55@broker.internal:5672/%2f").unwrap();
+        for shown in [
+            format!("{address:?}"),
+            address.to_string(),
+            address.redacted().to_owned(),
+        ] {
+            assert!(!shown.contains("s3cr3t"), "{shown}");
+            assert!(shown.contains("app:***@broker.internal:5672"), "{shown}");
+        }
+    }
+
+    #[test]
+    fn an_invalid_uri_is_refused_without_echoing_it() {
+        let error = BrokerAddress::parse("http//app:s3cr3t@nowhere").unwrap_err();
+        assert!(!error.contains("s3cr3t"), "{error}");
+    }
+
+    #[test]
+    fn defaults_for_heartbeat_and_timeout_are_added_unless_the_uri_sets_them() {
+        let plain = BrokerAddress::parse("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
+        assert_eq!(plain.to_uri().query.heartbeat, Some(DEFAULT_HEARTBEAT_SECS));
+        let tuned =
+            BrokerAddress::parse("amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=30").unwrap();
+        assert_eq!(tuned.to_uri().query.heartbeat, Some(30));
+    }
+
+    #[test]
+    fn reconnect_delays_grow_and_stay_under_the_cap() {
+        let cap = Duration::from_secs(30);
+        let delays: Vec<_> = reconnect_delays(cap).take(40).collect();
+        assert!(delays[0] <= Duration::from_millis(100));
+        assert!(delays.iter().all(|d| *d <= cap), "{delays:?}");
+        assert!(delays[39] >= cap / 2, "{delays:?}");
+    }
+}

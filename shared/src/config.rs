@@ -1,0 +1,67 @@
+//! Configuration both services read from the environment. Each field's doc comment is its
+//! `--help` text; README's configuration table lists the same variables and defaults.
+
+use crate::{
+    amqp::BrokerAddress,
+    topology::{DEFAULT_BINDING_KEY, DEFAULT_EXCHANGE, DEFAULT_QUEUE, Topology, WorkQueue},
+};
+use std::time::Duration;
+
+/// How to reach the broker and which exchange carries the events.
+#[derive(Debug, Clone, clap::Args)]
+pub struct BrokerConfig {
+    /// AMQP URI of the broker, with credentials and the percent-encoded vhost (`%2f` is `/`).
+    /// The password is never logged.
+    #[arg(
+        long,
+        env = "AMQP_ADDR",
+        default_value = "amqp://guest:guest@127.0.0.1:5672/%2f",
+        value_parser = BrokerAddress::parse,
+        hide_env_values = true
+    )]
+    pub amqp_addr: BrokerAddress,
+
+    /// Durable topic exchange the events are published to.
+    #[arg(long, env = "EXCHANGE", default_value = DEFAULT_EXCHANGE)]
+    pub exchange: String,
+
+    /// Longest wait between two attempts to (re)connect to the broker, in seconds.
+    #[arg(long, env = "RECONNECT_MAX_DELAY_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
+    pub reconnect_max_delay_secs: u64,
+}
+
+impl BrokerConfig {
+    pub fn reconnect_max_delay(&self) -> Duration {
+        Duration::from_secs(self.reconnect_max_delay_secs)
+    }
+}
+
+/// A durable work queue and what binds it to the exchange.
+#[derive(Debug, Clone, clap::Args)]
+pub struct QueueConfig {
+    /// Durable queue to consume from (consumer) or to create so that events are kept before
+    /// any consumer has run (producer). A new subscriber is a consumer with a new QUEUE.
+    #[arg(long, env = "QUEUE", default_value = DEFAULT_QUEUE)]
+    pub queue: String,
+
+    /// Comma-separated routing-key patterns binding QUEUE to EXCHANGE (`*` matches one word,
+    /// `#` any number), e.g. `address.changed.pr` for Preston postcodes only.
+    #[arg(long, env = "BINDING_KEYS", default_value = DEFAULT_BINDING_KEY, value_delimiter = ',', num_args = 1..)]
+    pub binding_keys: Vec<String>,
+}
+
+/// The topology both services declare: `broker`'s exchange and `queue` bound to it.
+pub fn topology(broker: &BrokerConfig, queue: &QueueConfig) -> Topology {
+    Topology {
+        exchange: broker.exchange.clone(),
+        queue: WorkQueue {
+            name: queue.queue.clone(),
+            binding_keys: queue
+                .binding_keys
+                .iter()
+                .map(|key| key.trim().to_owned())
+                .filter(|key| !key.is_empty())
+                .collect(),
+        },
+    }
+}

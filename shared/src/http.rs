@@ -1,0 +1,125 @@
+//! The HTTP plumbing both services share: the JSON error body, `/healthz` and `/readyz`,
+//! the middleware stack, and serving until shutdown.
+
+use crate::readiness::{Readiness, Status};
+use axum::{
+    Json, Router,
+    extract::{MatchedPath, State},
+    http::{Request, StatusCode},
+    response::{IntoResponse, Response},
+    routing::get,
+};
+use serde::{Deserialize, Serialize};
+use std::{any::Any, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer, trace::TraceLayer};
+
+/// The body of every error response: `{"error":{"code":"…","message":"…"}}`, with `field`
+/// naming the offending JSON field when there is one.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorBody {
+    pub error: ErrorDetail,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ErrorDetail {
+    /// Stable and machine-readable (`validation_failed`); clients branch on it.
+    pub code: String,
+    /// For the person reading it; may change wording between releases.
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub field: Option<String>,
+}
+
+/// An error response with the JSON body above.
+pub fn error_response(
+    status: StatusCode,
+    code: &str,
+    message: impl Into<String>,
+    field: Option<String>,
+) -> Response {
+    let body = ErrorBody {
+        error: ErrorDetail {
+            code: code.to_owned(),
+            message: message.into(),
+            field,
+        },
+    };
+    (status, Json(body)).into_response()
+}
+
+/// `GET /healthz`: 200 while the process can answer at all (the liveness probe).
+/// `GET /readyz`: 200 when the service can do its work, else 503 with the reason (the
+/// readiness probe, and what the tests and compose health checks wait on).
+pub fn health_routes(readiness: Readiness) -> Router {
+    Router::new()
+        .route(
+            "/healthz",
+            get(|| async { Json(serde_json::json!({ "status": "ok" })) }),
+        )
+        .route("/readyz", get(ready))
+        .with_state(readiness)
+}
+
+async fn ready(State(readiness): State<Readiness>) -> Response {
+    match readiness.status() {
+        Status::Ready => Json(serde_json::json!({ "status": "ready" })).into_response(),
+        Status::NotReady(reason) => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(serde_json::json!({ "status": "not_ready", "reason": reason })),
+        )
+            .into_response(),
+    }
+}
+
+/// Adds what every route of both services gets: a JSON 404 for unknown paths and 405 for
+/// wrong methods, a request span (method, matched route, status, latency), a JSON 500
+/// instead of a dropped connection if a handler panics, and an overall request deadline.
+pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
+    router
+        .fallback(|| async {
+            error_response(StatusCode::NOT_FOUND, "not_found", "No such route.", None)
+        })
+        .method_not_allowed_fallback(|| async {
+            error_response(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "This route does not accept that method.",
+                None,
+            )
+        })
+        .layer(CatchPanicLayer::custom(panic_response))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            request_timeout,
+        ))
+        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
+            let route = request
+                .extensions()
+                .get::<MatchedPath>()
+                .map(MatchedPath::as_str);
+            tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path())
+        }))
+}
+
+fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
+    error_response(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "internal_error",
+        "The server failed while handling this request; it has been logged.",
+        None,
+    )
+}
+
+/// Serves `router` on `listener` until `shutdown` is cancelled, then stops accepting and
+/// lets in-flight requests finish.
+pub async fn serve(
+    listener: TcpListener,
+    router: Router,
+    shutdown: CancellationToken,
+) -> std::io::Result<()> {
+    axum::serve(listener, router)
+        .with_graceful_shutdown(async move { shutdown.cancelled().await })
+        .await
+}

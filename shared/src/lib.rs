@@ -1,0 +1,13 @@
+//! What the producer and the consumer share: the event contract, the broker topology, and
+//! the plumbing (connection, configuration, HTTP, shutdown, logs) both services run on.
+
+pub mod amqp;
+pub mod config;
+pub mod domain;
+pub mod event;
+pub mod http;
+pub mod message;
+pub mod readiness;
+pub mod shutdown;
+pub mod telemetry;
+pub mod topology;

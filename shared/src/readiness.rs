@@ -1,0 +1,51 @@
+//! Whether a service can do its job right now: what `/readyz` reports.
+
+use std::sync::Arc;
+use tokio::sync::watch;
+
+/// Shared between the task that owns the broker connection (which flips it) and the HTTP
+/// handlers (which read it). Cloning shares the same state.
+#[derive(Debug, Clone)]
+pub struct Readiness(Arc<watch::Sender<Status>>);
+
+/// `Ready`, or why not, in words an operator can act on.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Status {
+    Ready,
+    NotReady(String),
+}
+
+impl Readiness {
+    pub fn new(initial_reason: impl Into<String>) -> Self {
+        Self(Arc::new(watch::Sender::new(Status::NotReady(
+            initial_reason.into(),
+        ))))
+    }
+
+    pub fn set_ready(&self) {
+        self.0.send_if_modified(|status| {
+            let changed = *status != Status::Ready;
+            *status = Status::Ready;
+            changed
+        });
+    }
+
+    pub fn set_not_ready(&self, reason: impl Into<String>) {
+        self.0.send_replace(Status::NotReady(reason.into()));
+    }
+
+    pub fn status(&self) -> Status {
+        self.0.borrow().clone()
+    }
+
+    pub fn is_ready(&self) -> bool {
+        *self.0.borrow() == Status::Ready
+    }
+
+    /// Waits until the service is ready; for start-up code and tests.
+    pub async fn wait_until_ready(&self) {
+        let mut receiver = self.0.subscribe();
+        // The sender lives in `self`, so the channel cannot close while we wait.
+        let _ = receiver.wait_for(|status| *status == Status::Ready).await;
+    }
+}

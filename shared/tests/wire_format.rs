@@ -1,0 +1,102 @@
+//! Freezes the `address.changed` v1 wire format. If this test fails, you changed what every
+//! deployed consumer reads: bump `SCHEMA_VERSION` or make the change additive, on purpose.
+
+use shared::{
+    domain::{Address, AddressText, Country, CustomerId, EffectiveDate, Postcode},
+    event::{AddressChanged, DecodeError},
+    message::EventMessage,
+};
+use time::macros::{date, datetime};
+use uuid::uuid;
+
+const FIXTURE: &str = include_str!("fixtures/address_changed.v1.json");
+
+fn fixture_event() -> AddressChanged {
+    AddressChanged {
+        event_id: uuid!("5f0c6a58-3c1e-4d4e-9b7e-2f2b9a0e1c11"),
+        occurred_at: datetime!(2026-11-25 10:15:30.123456 UTC),
+        customer_id: CustomerId::parse("C-1001").unwrap(),
+        new_address: Address {
+            line1: AddressText::parse("1 Fishergate").unwrap(),
+            line2: Some(AddressText::parse("Flat 2").unwrap()),
+            town: AddressText::parse("Preston").unwrap(),
+            postcode: Postcode::parse("PR1 2HE").unwrap(),
+            country: Country::Gb,
+        },
+        effective_date: EffectiveDate::from(date!(2026 - 12 - 01)),
+    }
+}
+
+#[test]
+fn the_event_serialises_to_exactly_the_v1_fixture() {
+    let written: serde_json::Value = serde_json::from_slice(&fixture_event().to_json()).unwrap();
+    let frozen: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+    assert_eq!(written, frozen);
+}
+
+#[test]
+fn the_v1_fixture_decodes_to_the_event() {
+    assert_eq!(
+        AddressChanged::from_json(FIXTURE.as_bytes()).unwrap(),
+        fixture_event()
+    );
+}
+
+#[test]
+fn the_message_carries_the_contract_properties() {
+    let message = EventMessage::address_changed(&fixture_event(), "producer");
+    let properties = &message.properties;
+    assert_eq!(message.routing_key, "address.changed.pr");
+    assert_eq!(*properties.delivery_mode(), Some(2));
+    assert_eq!(
+        properties.content_type().as_ref().map(|v| v.as_str()),
+        Some("application/json")
+    );
+    assert_eq!(message.message_id(), "5f0c6a58-3c1e-4d4e-9b7e-2f2b9a0e1c11");
+    assert_eq!(
+        properties.kind().as_ref().map(|v| v.as_str()),
+        Some("address.changed")
+    );
+    assert_eq!(
+        properties.app_id().as_ref().map(|v| v.as_str()),
+        Some("producer")
+    );
+    assert_eq!(*properties.timestamp(), Some(1_795_601_730));
+}
+
+#[test]
+fn unknown_envelope_fields_are_tolerated_for_forward_compatibility() {
+    let mut value: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+    value["trace"] = serde_json::json!("added later");
+    let body = serde_json::to_vec(&value).unwrap();
+    assert_eq!(AddressChanged::from_json(&body).unwrap(), fixture_event());
+}
+
+#[test]
+fn bodies_that_can_never_be_applied_say_why() {
+    let with = |field: &str, replacement: serde_json::Value| {
+        let mut value: serde_json::Value = serde_json::from_str(FIXTURE).unwrap();
+        value[field] = replacement;
+        serde_json::to_vec(&value).unwrap()
+    };
+    assert!(matches!(
+        AddressChanged::from_json(b"not json"),
+        Err(DecodeError::NotAnEnvelope(_))
+    ));
+    assert!(matches!(
+        AddressChanged::from_json(&with("schema_version", 2.into())),
+        Err(DecodeError::UnsupportedSchemaVersion(2))
+    ));
+    assert!(matches!(
+        AddressChanged::from_json(&with("event_type", "payment.made".into())),
+        Err(DecodeError::WrongEventType(_))
+    ));
+    let bad_postcode = with(
+        "new_address",
+        serde_json::json!({"line1":"1 Fishergate","town":"Preston","postcode":"nowhere"}),
+    );
+    match AddressChanged::from_json(&bad_postcode) {
+        Err(DecodeError::InvalidField { field, .. }) => assert_eq!(field, "new_address.postcode"),
+        other => panic!("expected an invalid field, got {other:?}"),
+    }
+}
