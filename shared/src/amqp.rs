@@ -86,6 +86,21 @@ pub async fn connect(address: &BrokerAddress, name: &str) -> Result<Connection, 
     Connection::connect_uri(address.to_uri(), properties).await
 }
 
+/// `<role>@<host>`: names a connection after the service and the host it runs on (the
+/// container id under Docker), so the management UI shows which replica owns it.
+pub fn connection_name(role: &str) -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .filter(|name| !name.is_empty())
+        .or_else(|| {
+            std::fs::read_to_string("/etc/hostname")
+                .ok()
+                .map(|name| name.trim().to_owned())
+        })
+        .unwrap_or_else(|| "unknown-host".to_owned());
+    format!("{role}@{host}")
+}
+
 /// Connects, retrying with exponential back-off and jitter (capped at `max_delay`) for as
 /// long as it takes. Returns `None` only when `stop` is cancelled first.
 pub async fn connect_with_retry(

@@ -13,7 +13,13 @@ use serde::{Deserialize, Serialize};
 use std::{any::Any, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower_http::{catch_panic::CatchPanicLayer, timeout::TimeoutLayer, trace::TraceLayer};
+use tower_http::{
+    LatencyUnit,
+    catch_panic::CatchPanicLayer,
+    timeout::TimeoutLayer,
+    trace::{DefaultOnResponse, TraceLayer},
+};
+use tracing::Level;
 
 /// The body of every error response: `{"error":{"code":"…","message":"…"}}`, with `field`
 /// naming the offending JSON field when there is one.
@@ -94,13 +100,17 @@ pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             request_timeout,
         ))
-        .layer(TraceLayer::new_for_http().make_span_with(|request: &Request<_>| {
-            let route = request
-                .extensions()
-                .get::<MatchedPath>()
-                .map(MatchedPath::as_str);
-            tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path())
-        }))
+        .layer(
+            TraceLayer::new_for_http()
+                .make_span_with(|request: &Request<_>| {
+                    let route = request
+                        .extensions()
+                        .get::<MatchedPath>()
+                        .map(MatchedPath::as_str);
+                    tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path())
+                })
+                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)),
+        )
 }
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {

@@ -13,7 +13,8 @@ pub fn init() {
             .with(fmt::layer().json().flatten_event(true))
             .init();
     } else {
-        registry.with(fmt::layer()).init();
+        let colours = std::io::IsTerminal::is_terminal(&std::io::stdout());
+        registry.with(fmt::layer().with_ansi(colours)).init();
     }
 }
 

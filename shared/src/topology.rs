@@ -40,6 +40,14 @@ pub struct WorkQueue {
     pub binding_keys: Vec<String>,
 }
 
+impl WorkQueue {
+    /// Every queue that exists for a work queue named `name`, itself included: what to
+    /// delete to remove it completely.
+    pub fn derived_queue_names(name: &str) -> Vec<String> {
+        vec![name.to_owned()]
+    }
+}
+
 impl Topology {
     /// Declares the exchange, the queue and its bindings on `channel`. A failure here is a
     /// channel error and closes `channel`: use a channel dedicated to the declaration.

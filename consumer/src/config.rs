@@ -1,0 +1,50 @@
+//! The consumer's settings, read from the environment (or flags; see `consumer --help`).
+
+use secrecy::SecretString;
+use shared::config::{BrokerConfig, QueueConfig};
+use std::{net::SocketAddr, time::Duration};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "consumer",
+    version,
+    about = "Consumes address.changed events from a RabbitMQ queue and applies each exactly once."
+)]
+pub struct Config {
+    /// Address and port of the HTTP API (customer addresses, health).
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8081")]
+    pub http_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub broker: BrokerConfig,
+
+    #[command(flatten)]
+    pub queue: QueueConfig,
+
+    /// Most unacknowledged messages the broker sends ahead of processing; also the largest
+    /// batch committed in one transaction.
+    #[arg(long, env = "PREFETCH", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
+    pub prefetch: u16,
+
+    /// Where applied changes are stored: `sqlite://path/file.db` (created if missing) or
+    /// `postgres://user:password@host/db`. Defaults to `sqlite://data/<QUEUE>.db`, so that
+    /// consumers of different queues never share an idempotency record.
+    #[arg(long, env = "DATABASE_URL", hide_env_values = true)]
+    pub database_url: Option<SecretString>,
+
+    /// Longest time in-flight messages and requests get to finish after SIGTERM or SIGINT.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    pub fn database_url(&self) -> SecretString {
+        self.database_url
+            .clone()
+            .unwrap_or_else(|| format!("sqlite://data/{}.db", self.queue.queue).into())
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}

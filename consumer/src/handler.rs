@@ -1,0 +1,63 @@
+//! Processing: decode each message and apply the changes to the store.
+
+use crate::{outcome::Outcome, store::Store};
+use shared::{domain::CustomerId, event::AddressChanged};
+use uuid::Uuid;
+
+/// How one message was handled, with what the log line needs to say about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Processed {
+    pub outcome: Outcome,
+    /// Known when the body decoded.
+    pub event: Option<(Uuid, CustomerId)>,
+}
+
+/// Decodes and applies a batch of message bodies, returning one result per body, in order.
+///
+/// The batch is applied in one transaction (one commit for many messages). If that fails,
+/// each change is tried on its own, so that one failing change cannot hold back the others.
+pub async fn process(store: &Store, bodies: &[&[u8]]) -> Vec<Processed> {
+    let decoded: Vec<Result<AddressChanged, String>> = bodies
+        .iter()
+        .map(|body| AddressChanged::from_json(body).map_err(|error| error.to_string()))
+        .collect();
+    let events: Vec<&AddressChanged> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+    let mut outcomes = apply(store, &events).await.into_iter();
+
+    decoded
+        .iter()
+        .map(|decoded| match decoded {
+            Ok(event) => Processed {
+                outcome: outcomes
+                    .next()
+                    .unwrap_or_else(|| Outcome::Retry("no result for this change".into())),
+                event: Some((event.event_id, event.customer_id.clone())),
+            },
+            Err(reason) => Processed {
+                outcome: Outcome::DeadLetter(reason.clone()),
+                event: None,
+            },
+        })
+        .collect()
+}
+
+async fn apply(store: &Store, events: &[&AddressChanged]) -> Vec<Outcome> {
+    if events.is_empty() {
+        return Vec::new();
+    }
+    match store.apply(events).await {
+        Ok(applied) => applied.into_iter().map(Outcome::Ack).collect(),
+        Err(batch_error) if events.len() > 1 => {
+            tracing::warn!(error = %batch_error, batch = events.len(), "Batch failed; applying its changes one by one.");
+            let mut outcomes = Vec::with_capacity(events.len());
+            for event in events {
+                outcomes.push(match store.apply(&[event]).await {
+                    Ok(mut applied) => Outcome::Ack(applied.remove(0)),
+                    Err(error) => Outcome::Retry(error.to_string()),
+                });
+            }
+            outcomes
+        }
+        Err(error) => vec![Outcome::Retry(error.to_string()); events.len()],
+    }
+}

@@ -1,0 +1,14 @@
+//! `consumer`: consumes its queue and serves its API until SIGTERM or SIGINT.
+
+use clap::Parser;
+use consumer::{Application, Config};
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    shared::telemetry::init();
+    let config = Config::parse();
+    let shutdown = shared::shutdown::on_signal();
+    let app = Application::build(config).await?;
+    app.run_until_stopped(shutdown).await?;
+    Ok(())
+}

@@ -1,0 +1,62 @@
+//! Which RabbitMQ the tests use: `AMQP_ADDR` if set, else one on 127.0.0.1:5672, else one
+//! started in Docker with testcontainers (kept running and reused by later test runs).
+
+use std::{net::TcpStream, sync::OnceLock, time::Duration};
+
+const LOCAL_BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
+/// The container the tests start when there is no broker; reused until removed by hand.
+const CONTAINER_NAME: &str = "change-of-circumstances-test-rabbitmq";
+
+/// The AMQP URI of the broker the tests run against. Panics, saying what to do, when there
+/// is none to be had.
+pub fn broker_uri() -> String {
+    static URI: OnceLock<String> = OnceLock::new();
+    URI.get_or_init(|| {
+        if let Ok(uri) = std::env::var("AMQP_ADDR") {
+            return uri;
+        }
+        if TcpStream::connect_timeout(
+            &"127.0.0.1:5672".parse().unwrap_or_else(|_| unreachable!()),
+            Duration::from_secs(1),
+        )
+        .is_ok()
+        {
+            return LOCAL_BROKER.to_owned();
+        }
+        // testcontainers' blocking runner cannot run inside the tests' tokio runtime.
+        std::thread::spawn(start_container)
+            .join()
+            .unwrap_or_else(|_| panic!("starting the RabbitMQ container panicked"))
+    })
+    .clone()
+}
+
+fn start_container() -> String {
+    use testcontainers::{
+        GenericImage, ImageExt,
+        core::{IntoContainerPort, WaitFor},
+        runners::SyncRunner,
+    };
+    let started = GenericImage::new("rabbitmq", "3.13-management")
+        .with_exposed_port(5672.tcp())
+        .with_wait_for(WaitFor::message_on_stdout("Server startup complete"))
+        .with_container_name(CONTAINER_NAME)
+        .with_reuse(testcontainers::ReuseDirective::Always)
+        .start();
+    match started.and_then(|container| {
+        let port = container.get_host_port_ipv4(5672)?;
+        // Reused containers are not removed on drop; forgetting it keeps it for later tests.
+        std::mem::forget(container);
+        Ok(port)
+    }) {
+        Ok(port) => format!("amqp://guest:guest@127.0.0.1:{port}/%2f"),
+        Err(error) => panic!(
+            "\n\nThe integration tests need RabbitMQ, and none was found:\n\
+             - AMQP_ADDR is not set,\n\
+             - nothing answers on 127.0.0.1:5672,\n\
+             - and Docker could not start one ({error}).\n\
+             Start a broker (`rabbitmq-server -detached`, or \
+             `docker run -d -p 5672:5672 rabbitmq:3.13-management`), or set AMQP_ADDR.\n\n"
+        ),
+    }
+}

@@ -1,0 +1,240 @@
+//! One test's private corner of the broker: its own exchange and queue names, a scratch
+//! directory for stores, and helpers to look at the broker the way a user would. Dropping
+//! it deletes what the test declared, even when the test panicked.
+
+use crate::broker::broker_uri;
+use lapin::{
+    BasicProperties, Connection, ConnectionProperties,
+    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
+    types::FieldTable,
+};
+use shared::{
+    amqp::BrokerAddress,
+    config::{BrokerConfig, QueueConfig},
+};
+use std::{sync::Mutex, time::Duration};
+use tempfile::TempDir;
+
+#[derive(Debug)]
+pub struct TestEnv {
+    pub uri: String,
+    pub exchange: String,
+    /// The main work queue (what `QUEUE` is for both services in this test).
+    pub queue: String,
+    /// Further queues the test declared (other subscribers), deleted with the rest.
+    extra_queues: Mutex<Vec<String>>,
+    /// Stores of this test's consumers.
+    pub data_dir: TempDir,
+    admin: Connection,
+}
+
+impl TestEnv {
+    pub async fn new() -> Self {
+        shared::telemetry::init_for_tests();
+        let uri = broker_uri();
+        let id = uuid::Uuid::new_v4().simple().to_string();
+        let id = &id[..12];
+        let admin = Connection::connect(
+            &uri,
+            ConnectionProperties::default().with_connection_name(format!("test-admin-{id}").into()),
+        )
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to the test broker: {error}"));
+        Self {
+            uri,
+            exchange: format!("test.{id}.events"),
+            queue: format!("test.{id}.coc"),
+            extra_queues: Mutex::new(Vec::new()),
+            data_dir: tempfile::tempdir().unwrap_or_else(|error| panic!("no temp dir: {error}")),
+            admin,
+        }
+    }
+
+    /// A further queue name private to this test, deleted at the end like the main one.
+    pub fn queue_named(&self, suffix: &str) -> String {
+        let name = format!("{}.{suffix}", self.queue);
+        self.extra_queues
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .push(name.clone());
+        name
+    }
+
+    pub fn broker_config(&self) -> BrokerConfig {
+        BrokerConfig {
+            amqp_addr: BrokerAddress::parse(&self.uri).unwrap_or_else(|error| panic!("{error}")),
+            exchange: self.exchange.clone(),
+            reconnect_max_delay_secs: 1,
+        }
+    }
+
+    pub fn queue_config(&self, queue: &str, binding_keys: &[&str]) -> QueueConfig {
+        QueueConfig {
+            queue: queue.to_owned(),
+            binding_keys: binding_keys.iter().map(|key| (*key).to_owned()).collect(),
+        }
+    }
+
+    /// A producer configuration for this test: random port, its exchange and queue.
+    pub fn producer_config(&self) -> producer::Config {
+        producer::Config {
+            http_addr: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+            broker: self.broker_config(),
+            queue: self.queue_config(&self.queue, &["address.changed.#"]),
+            publish_timeout_ms: 5_000,
+            publish_channels: 16,
+            shutdown_grace_secs: 10,
+        }
+    }
+
+    /// A consumer of `queue` bound with `binding_keys`, storing in this test's directory.
+    pub fn consumer_config_for(&self, queue: &str, binding_keys: &[&str]) -> consumer::Config {
+        let database = self.data_dir.path().join(format!("{queue}.db"));
+        consumer::Config {
+            http_addr: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
+            broker: self.broker_config(),
+            queue: self.queue_config(queue, binding_keys),
+            prefetch: 32,
+            database_url: Some(format!("sqlite://{}", database.display()).into()),
+            shutdown_grace_secs: 10,
+        }
+    }
+
+    /// The main consumer's configuration: the test's queue, every address change.
+    pub fn consumer_config(&self) -> consumer::Config {
+        self.consumer_config_for(&self.queue, &["address.changed.#"])
+    }
+
+    /// Messages ready in `queue`, as the broker reports them (what the management UI's
+    /// "Ready" column shows).
+    pub async fn queue_depth(&self, queue: &str) -> Result<u32, lapin::Error> {
+        // A passive declare of a missing queue closes its channel: use a throwaway one.
+        let channel = self.admin.create_channel().await?;
+        let declared = channel
+            .queue_declare(
+                queue.into(),
+                QueueDeclareOptions {
+                    passive: true,
+                    ..QueueDeclareOptions::default()
+                },
+                FieldTable::default(),
+            )
+            .await?;
+        let _ = channel.close(200, "done".into()).await;
+        Ok(declared.message_count())
+    }
+
+    /// Publishes `body` to the test's exchange as another service might (a poison message,
+    /// a duplicate), waiting for the broker's confirm.
+    pub async fn publish_raw(&self, routing_key: &str, body: &[u8], properties: BasicProperties) {
+        let channel = self
+            .admin
+            .create_channel()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let confirmation = channel
+            .basic_publish(
+                self.exchange.as_str().into(),
+                routing_key.into(),
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
+                body,
+                properties,
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{error}"))
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        assert!(
+            confirmation.is_ack() && confirmation.take_message().is_none(),
+            "raw publish not routed"
+        );
+        let _ = channel.close(200, "done".into()).await;
+    }
+
+    /// Publishes `event` to the test's exchange exactly as the producer would.
+    pub async fn publish_event(&self, event: &shared::event::AddressChanged) {
+        let message = shared::message::EventMessage::address_changed(event, "test");
+        self.publish_raw(&message.routing_key, &message.body, message.properties)
+            .await;
+    }
+
+    /// Takes one message off `queue` (acknowledging it), to inspect what was published.
+    pub async fn take_message(&self, queue: &str) -> Option<lapin::message::Delivery> {
+        let channel = self
+            .admin
+            .create_channel()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let message = channel
+            .basic_get(
+                queue.into(),
+                lapin::options::BasicGetOptions { no_ack: true },
+            )
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let _ = channel.close(200, "done".into()).await;
+        message.map(|message| message.delivery)
+    }
+
+    fn declared_queues(&self) -> Vec<String> {
+        let mut queues = vec![self.queue.clone()];
+        queues.extend(
+            self.extra_queues
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .iter()
+                .cloned(),
+        );
+        queues
+            .iter()
+            .flat_map(|queue| shared::topology::WorkQueue::derived_queue_names(queue))
+            .collect()
+    }
+}
+
+impl Drop for TestEnv {
+    fn drop(&mut self) {
+        let uri = self.uri.clone();
+        let exchange = self.exchange.clone();
+        let queues = self.declared_queues();
+        // Drop cannot await, and may run inside the test's runtime: clean up on a thread
+        // with a runtime of its own.
+        let cleanup = std::thread::spawn(move || {
+            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+            else {
+                return;
+            };
+            runtime.block_on(async move {
+                let connect = Connection::connect(&uri, ConnectionProperties::default());
+                let Ok(Ok(connection)) =
+                    tokio::time::timeout(Duration::from_secs(5), connect).await
+                else {
+                    return;
+                };
+                for queue in queues {
+                    if let Ok(channel) = connection.create_channel().await {
+                        let _ = channel
+                            .queue_delete(queue.as_str().into(), Default::default())
+                            .await;
+                    }
+                }
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), Default::default())
+                        .await;
+                }
+                let _ = connection.close(200, "test cleanup".into()).await;
+            });
+        });
+        let _ = cleanup.join();
+    }
+}

@@ -1,0 +1,136 @@
+//! The two services started in-process on random ports, as their `main` would start them.
+
+use shared::readiness::Readiness;
+use std::time::Duration;
+use tokio::task::JoinHandle;
+use tokio_util::sync::CancellationToken;
+
+/// How long a service gets to become ready in a test.
+pub const READY_WITHIN: Duration = Duration::from_secs(15);
+
+#[derive(Debug)]
+pub struct TestProducer {
+    pub url: String,
+    pub readiness: Readiness,
+    pub http: reqwest::Client,
+    stop: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestProducer {
+    /// Starts a producer and waits until it is ready to publish.
+    pub async fn start(config: producer::Config) -> Self {
+        let producer = Self::start_unready(config).await;
+        wait_ready(&producer.readiness, "the producer").await;
+        producer
+    }
+
+    /// Starts a producer without waiting for the broker (for tests where there is none).
+    pub async fn start_unready(config: producer::Config) -> Self {
+        let app = producer::Application::build(config)
+            .await
+            .unwrap_or_else(|error| panic!("producer failed to start: {error}"));
+        let url = format!(
+            "http://{}",
+            app.local_addr().unwrap_or_else(|error| panic!("{error}"))
+        );
+        let readiness = app.readiness();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+        Self {
+            url,
+            readiness,
+            http: reqwest::Client::new(),
+            stop,
+            task,
+        }
+    }
+
+    /// `POST /api/v1/address-changes` with a JSON body.
+    pub async fn post_change(&self, body: &serde_json::Value) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/v1/address-changes", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("POST failed: {error}"))
+    }
+
+    /// Like SIGTERM: stops accepting, finishes in-flight requests, closes the connection.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+#[derive(Debug)]
+pub struct TestConsumer {
+    pub url: String,
+    pub readiness: Readiness,
+    pub store: consumer::store::Store,
+    pub http: reqwest::Client,
+    stop: CancellationToken,
+    task: JoinHandle<std::io::Result<()>>,
+}
+
+impl TestConsumer {
+    /// Starts a consumer and waits until it is consuming.
+    pub async fn start(config: consumer::Config) -> Self {
+        let app = consumer::Application::build(config)
+            .await
+            .unwrap_or_else(|error| panic!("consumer failed to start: {error}"));
+        let url = format!(
+            "http://{}",
+            app.local_addr().unwrap_or_else(|error| panic!("{error}"))
+        );
+        let readiness = app.readiness();
+        let store = app.store();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(app.run_until_stopped(stop.clone()));
+        wait_ready(&readiness, "the consumer").await;
+        Self {
+            url,
+            readiness,
+            store,
+            http: reqwest::Client::new(),
+            stop,
+            task,
+        }
+    }
+
+    /// `GET /api/v1/customers/{id}/address`: the status and the JSON body.
+    pub async fn address_of(&self, customer_id: &str) -> (reqwest::StatusCode, serde_json::Value) {
+        let response = self
+            .http
+            .get(format!(
+                "{}/api/v1/customers/{customer_id}/address",
+                self.url
+            ))
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("GET failed: {error}"));
+        let status = response.status();
+        (
+            status,
+            response.json().await.unwrap_or(serde_json::Value::Null),
+        )
+    }
+
+    /// Like SIGTERM: cancels the subscription, settles in-flight messages, closes.
+    pub async fn stop(self) {
+        self.stop.cancel();
+        let _ = self.task.await;
+    }
+}
+
+async fn wait_ready(readiness: &Readiness, what: &str) {
+    if tokio::time::timeout(READY_WITHIN, readiness.wait_until_ready())
+        .await
+        .is_err()
+    {
+        panic!(
+            "{what} was not ready within {READY_WITHIN:?}: {:?}",
+            readiness.status()
+        );
+    }
+}

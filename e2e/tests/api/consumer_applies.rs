@@ -1,0 +1,122 @@
+//! The consumer applies each change once, keeps the newest, and acks only what it stored.
+
+use e2e::{TestConsumer, TestEnv, address_changed, eventually};
+use reqwest::StatusCode;
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(10);
+
+/// Waits until the consumer has recorded `count` events and the queue is empty.
+async fn wait_until_drained(env: &TestEnv, consumer: &TestConsumer, count: i64) {
+    eventually(
+        "the queue to drain and the events to be recorded",
+        WITHIN,
+        || async {
+            let recorded = consumer.store.events_recorded().await.unwrap();
+            let depth = env.queue_depth(&env.queue).await.unwrap();
+            if recorded == count && depth == 0 {
+                Ok(())
+            } else {
+                Err((recorded, depth))
+            }
+        },
+    )
+    .await;
+}
+
+#[tokio::test]
+async fn the_same_event_delivered_twice_is_applied_once() {
+    let env = TestEnv::new().await;
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+    let event = address_changed("C-1", "1 Fishergate", "PR1 2HE", "2026-12-01");
+
+    env.publish_event(&event).await;
+    env.publish_event(&event).await;
+
+    wait_until_drained(&env, &consumer, 1).await;
+    assert_eq!(
+        consumer.store.times_recorded(event.event_id).await.unwrap(),
+        1
+    );
+    let (status, body) = consumer.address_of("C-1").await;
+    assert_eq!(status, StatusCode::OK);
+    assert_eq!(body["event_id"], event.event_id.to_string());
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn an_older_change_arriving_later_does_not_overwrite_the_newer_one() {
+    let env = TestEnv::new().await;
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+    let newer = address_changed("C-2", "2 New Street", "PR1 2HE", "2027-01-01");
+    let older = address_changed("C-2", "1 Old Street", "PR1 2HE", "2026-12-01");
+
+    env.publish_event(&newer).await;
+    env.publish_event(&older).await;
+
+    wait_until_drained(&env, &consumer, 2).await;
+    let (_, body) = consumer.address_of("C-2").await;
+    assert_eq!(body["address"]["line1"], "2 New Street");
+    assert_eq!(body["effective_date"], "2027-01-01");
+    assert_eq!(
+        consumer.store.times_recorded(older.event_id).await.unwrap(),
+        1,
+        "the older change is recorded"
+    );
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn a_later_change_replaces_the_current_address() {
+    let env = TestEnv::new().await;
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+    let first = address_changed("C-3", "1 Old Street", "PR1 2HE", "2026-12-01");
+    let second = address_changed("C-3", "2 New Street", "LA1 1PJ", "2026-12-01");
+
+    env.publish_event(&first).await;
+    wait_until_drained(&env, &consumer, 1).await;
+    env.publish_event(&second).await;
+    wait_until_drained(&env, &consumer, 2).await;
+
+    let (_, body) = consumer.address_of("C-3").await;
+    assert_eq!(
+        body["address"]["line1"], "2 New Street",
+        "same date, later occurred_at wins"
+    );
+    assert_eq!(body["address"]["postcode"], "LA1 1PJ");
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn a_message_that_is_not_an_event_does_not_hold_up_the_queue() {
+    let env = TestEnv::new().await;
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+    let good = address_changed("C-4", "1 Fishergate", "PR1 2HE", "2026-12-01");
+
+    env.publish_raw(
+        "address.changed.pr",
+        b"this is not json",
+        Default::default(),
+    )
+    .await;
+    env.publish_event(&good).await;
+
+    wait_until_drained(&env, &consumer, 1).await;
+    assert_eq!(consumer.address_of("C-4").await.0, StatusCode::OK);
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn addresses_of_unknown_or_impossible_customers_are_clear_errors() {
+    let env = TestEnv::new().await;
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+
+    let (unknown, unknown_body) = consumer.address_of("C-never-seen").await;
+    let (invalid, invalid_body) = consumer.address_of("C%20with%20spaces").await;
+
+    assert_eq!(unknown, StatusCode::NOT_FOUND);
+    assert_eq!(unknown_body["error"]["code"], "not_found");
+    assert_eq!(invalid, StatusCode::BAD_REQUEST);
+    assert_eq!(invalid_body["error"]["code"], "invalid_customer_id");
+    consumer.stop().await;
+}

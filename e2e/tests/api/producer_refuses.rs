@@ -1,0 +1,395 @@
+//! Every class of bad input gets its status and a JSON error, and nothing is published;
+//! a broker that cannot take the message gets a 503, never a 202 or a hang.
+
+use e2e::{TestEnv, TestProducer, change_of_address};
+use reqwest::{StatusCode, header::CONTENT_TYPE};
+use shared::{amqp::BrokerAddress, http::ErrorBody};
+use std::time::{Duration, Instant};
+
+/// Posts `body` with `content_type` and returns the status and the parsed error body.
+async fn post_raw(
+    producer: &TestProducer,
+    content_type: Option<&str>,
+    body: impl Into<reqwest::Body>,
+) -> (StatusCode, ErrorBody) {
+    let mut request = producer
+        .http
+        .post(format!("{}/api/v1/address-changes", producer.url))
+        .body(body);
+    if let Some(content_type) = content_type {
+        request = request.header(CONTENT_TYPE, content_type);
+    }
+    let response = request.send().await.unwrap();
+    let status = response.status();
+    let body = response
+        .json::<ErrorBody>()
+        .await
+        .unwrap_or_else(|error| panic!("{status}: the error body is not our JSON: {error}"));
+    (status, body)
+}
+
+fn with(mut body: serde_json::Value, pointer: &str, value: serde_json::Value) -> String {
+    *body
+        .pointer_mut(pointer)
+        .unwrap_or_else(|| panic!("{pointer}")) = value;
+    body.to_string()
+}
+
+fn without(mut body: serde_json::Value, parent: &str, field: &str) -> String {
+    body.pointer_mut(parent)
+        .and_then(|v| v.as_object_mut())
+        .unwrap()
+        .remove(field);
+    body.to_string()
+}
+
+/// A bad request: what it is, its content type and body, and the status, error code and
+/// field the answer must carry.
+struct Case(
+    &'static str,
+    Option<&'static str>,
+    String,
+    StatusCode,
+    &'static str,
+    Option<&'static str>,
+);
+
+#[tokio::test]
+async fn each_class_of_bad_input_gets_its_status_and_a_json_error_and_nothing_is_published() {
+    let env = TestEnv::new().await;
+    let producer = TestProducer::start(env.producer_config()).await;
+    let valid = change_of_address("C-1001", "PR1 2HE");
+    let json = Some("application/json");
+
+    let mut unknown_top_level = valid.clone();
+    unknown_top_level["priority"] = "high".into();
+    let cases = [
+        Case(
+            "malformed JSON",
+            json,
+            "{\"customer_id\":".into(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            None,
+        ),
+        Case(
+            "empty body",
+            json,
+            String::new(),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            None,
+        ),
+        Case(
+            "trailing garbage",
+            json,
+            format!("{valid} x"),
+            StatusCode::BAD_REQUEST,
+            "malformed_json",
+            None,
+        ),
+        Case(
+            "no content type",
+            None,
+            valid.to_string(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        Case(
+            "form content type",
+            Some("application/x-www-form-urlencoded"),
+            valid.to_string(),
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            None,
+        ),
+        Case(
+            "over 64 KiB",
+            json,
+            with(
+                valid.clone(),
+                "/new_address/line1",
+                "x".repeat(70_000).into(),
+            ),
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "payload_too_large",
+            None,
+        ),
+        Case(
+            "missing customer_id",
+            json,
+            without(valid.clone(), "", "customer_id"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("customer_id"),
+        ),
+        Case(
+            "missing town",
+            json,
+            without(valid.clone(), "/new_address", "town"),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("new_address.town"),
+        ),
+        Case(
+            "unknown field",
+            json,
+            unknown_top_level.to_string(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("priority"),
+        ),
+        Case(
+            "unknown address field",
+            json,
+            with(valid.clone(), "/new_address/country", "GB".into())
+                .replace("\"country\"", "\"county\""),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("new_address.county"),
+        ),
+        Case(
+            "customer id with a space",
+            json,
+            with(valid.clone(), "/customer_id", "C 1001".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("customer_id"),
+        ),
+        Case(
+            "customer id too long",
+            json,
+            with(valid.clone(), "/customer_id", "C".repeat(65).into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("customer_id"),
+        ),
+        Case(
+            "customer id a number",
+            json,
+            with(valid.clone(), "/customer_id", 1001.into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("customer_id"),
+        ),
+        Case(
+            "empty line1",
+            json,
+            with(valid.clone(), "/new_address/line1", "  ".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("new_address.line1"),
+        ),
+        Case(
+            "town too long",
+            json,
+            with(valid.clone(), "/new_address/town", "x".repeat(201).into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("new_address.town"),
+        ),
+        Case(
+            "not a UK postcode",
+            json,
+            with(valid.clone(), "/new_address/postcode", "90210".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("new_address.postcode"),
+        ),
+        Case(
+            "another country",
+            json,
+            with(valid.clone(), "/new_address/country", "FR".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("new_address.country"),
+        ),
+        Case(
+            "impossible date",
+            json,
+            with(valid.clone(), "/effective_date", "2026-02-30".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("effective_date"),
+        ),
+        Case(
+            "not an ISO date",
+            json,
+            with(valid.clone(), "/effective_date", "01/12/2026".into()),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            Some("effective_date"),
+        ),
+        Case(
+            "an array",
+            json,
+            "[]".into(),
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "validation_failed",
+            None,
+        ),
+    ];
+
+    for Case(case, content_type, body, status, code, field) in cases {
+        let (got_status, got) = post_raw(&producer, content_type, body).await;
+        assert_eq!(got_status, status, "{case}: {got:?}");
+        assert_eq!(got.error.code, code, "{case}: {got:?}");
+        assert!(!got.error.message.is_empty(), "{case}");
+        assert_eq!(got.error.field.as_deref(), field, "{case}: {got:?}");
+    }
+    assert_eq!(
+        env.queue_depth(&env.queue).await.unwrap(),
+        0,
+        "nothing is published for a 4xx"
+    );
+    producer.stop().await;
+}
+
+#[tokio::test]
+async fn an_unusable_idempotency_key_is_refused_and_nothing_is_published() {
+    let env = TestEnv::new().await;
+    let producer = TestProducer::start(env.producer_config()).await;
+
+    for key in ["has space", &"k".repeat(256)] {
+        let response = producer
+            .http
+            .post(format!("{}/api/v1/address-changes", producer.url))
+            .header("Idempotency-Key", key)
+            .json(&change_of_address("C-1", "PR1 2HE"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), StatusCode::BAD_REQUEST, "{key}");
+        assert_eq!(
+            response.json::<ErrorBody>().await.unwrap().error.code,
+            "invalid_idempotency_key"
+        );
+    }
+    assert_eq!(env.queue_depth(&env.queue).await.unwrap(), 0);
+    producer.stop().await;
+}
+
+#[tokio::test]
+async fn unknown_routes_and_methods_get_json_errors() {
+    let env = TestEnv::new().await;
+    let producer = TestProducer::start(env.producer_config()).await;
+
+    let missing = producer
+        .http
+        .get(format!("{}/api/v1/nothing-here", producer.url))
+        .send()
+        .await
+        .unwrap();
+    let wrong_method = producer
+        .http
+        .get(format!("{}/api/v1/address-changes", producer.url))
+        .send()
+        .await
+        .unwrap();
+
+    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
+    assert_eq!(
+        missing.json::<ErrorBody>().await.unwrap().error.code,
+        "not_found"
+    );
+    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
+    assert_eq!(
+        wrong_method.json::<ErrorBody>().await.unwrap().error.code,
+        "method_not_allowed"
+    );
+    producer.stop().await;
+}
+
+#[tokio::test]
+async fn unroutable_changes_get_503_and_routable_ones_202_even_when_interleaved() {
+    let env = TestEnv::new().await;
+    // Only Preston is bound: any other area has no queue, so the broker returns it.
+    let mut config = env.producer_config();
+    config.queue.binding_keys = vec!["address.changed.pr".into()];
+    let producer = TestProducer::start(config).await;
+
+    let posts = (0..300).map(|i| {
+        let producer = &producer;
+        let postcode = if i % 3 == 0 { "PR1 2HE" } else { "LA1 1PJ" };
+        async move {
+            let response = producer
+                .post_change(&change_of_address(&format!("C-{i}"), postcode))
+                .await;
+            let status = response.status();
+            let retry_after = response.headers().get("retry-after").is_some();
+            let code = response.json::<serde_json::Value>().await.unwrap()["error"]["code"].clone();
+            (postcode, status, retry_after, code)
+        }
+    });
+    let results = futures_util::future::join_all(posts).await;
+
+    for (postcode, status, retry_after, code) in &results {
+        if *postcode == "PR1 2HE" {
+            assert_eq!(
+                *status,
+                StatusCode::ACCEPTED,
+                "a routable change was refused: {code}"
+            );
+        } else {
+            assert_eq!(
+                *status,
+                StatusCode::SERVICE_UNAVAILABLE,
+                "an unroutable change was accepted"
+            );
+            assert_eq!(code, "unroutable");
+            assert!(retry_after);
+        }
+    }
+    assert_eq!(
+        env.queue_depth(&env.queue).await.unwrap(),
+        100,
+        "exactly the routable changes are queued"
+    );
+    producer.stop().await;
+}
+
+#[tokio::test]
+async fn with_the_broker_unreachable_the_producer_is_alive_not_ready_and_answers_503_quickly() {
+    let env = TestEnv::new().await;
+    let mut config = env.producer_config();
+    // Nothing listens on port 1 of loopback: connections are refused at once.
+    config.broker.amqp_addr = BrokerAddress::parse("amqp://guest:guest@127.0.0.1:1/%2f").unwrap();
+    let producer = TestProducer::start_unready(config).await;
+
+    let health = producer
+        .http
+        .get(format!("{}/healthz", producer.url))
+        .send()
+        .await
+        .unwrap();
+    let ready = producer
+        .http
+        .get(format!("{}/readyz", producer.url))
+        .send()
+        .await
+        .unwrap();
+    let started = Instant::now();
+    let post = producer
+        .post_change(&change_of_address("C-1", "PR1 2HE"))
+        .await;
+    let took = started.elapsed();
+
+    assert_eq!(health.status(), StatusCode::OK);
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(
+        ready.json::<serde_json::Value>().await.unwrap()["status"],
+        "not_ready"
+    );
+    assert_eq!(post.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        post.headers().get("retry-after").is_some(),
+        "503 carries Retry-After"
+    );
+    assert_eq!(
+        post.json::<ErrorBody>().await.unwrap().error.code,
+        "broker_unavailable"
+    );
+    assert!(took < Duration::from_secs(2), "took {took:?}");
+    producer.stop().await;
+}

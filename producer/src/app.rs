@@ -1,0 +1,87 @@
+//! Building and running the producer: bind, start the publisher, serve until shutdown.
+
+use crate::{
+    config::Config,
+    publisher::{Publisher, PublisherSettings, PublisherTask},
+    routes,
+};
+use shared::{amqp::connection_name, config::topology, http, readiness::Readiness};
+use std::{net::SocketAddr, time::Duration};
+use tokio::net::TcpListener;
+use tokio_util::sync::CancellationToken;
+
+/// A producer that is bound to its port and connecting to the broker, but not yet serving.
+#[derive(Debug)]
+pub struct Application {
+    listener: TcpListener,
+    router: axum::Router,
+    readiness: Readiness,
+    publisher: Publisher,
+    publisher_task: PublisherTask,
+    shutdown_grace: Duration,
+}
+
+impl Application {
+    /// Binds `config.http_addr` (port 0 picks a free port, as the tests do) and starts
+    /// connecting to the broker in the background.
+    pub async fn build(config: Config) -> std::io::Result<Self> {
+        let listener = TcpListener::bind(config.http_addr).await?;
+        let readiness = Readiness::new("connecting to the broker");
+        let (publisher, publisher_task) = Publisher::start(
+            PublisherSettings {
+                broker: config.broker.amqp_addr.clone(),
+                topology: topology(&config.broker, &config.queue),
+                connection_name: connection_name("producer"),
+                channels: config.publish_channels as usize,
+                publish_timeout: config.publish_timeout(),
+                reconnect_max_delay: config.broker.reconnect_max_delay(),
+            },
+            readiness.clone(),
+        );
+        // The HTTP deadline sits above the publish timeout, which answers first.
+        let request_timeout = config.publish_timeout() + Duration::from_secs(5);
+        let router = http::with_common_layers(
+            routes::router(publisher.clone(), readiness.clone()),
+            request_timeout,
+        );
+        Ok(Self {
+            listener,
+            router,
+            readiness,
+            publisher,
+            publisher_task,
+            shutdown_grace: config.shutdown_grace(),
+        })
+    }
+
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.listener.local_addr()
+    }
+
+    pub fn readiness(&self) -> Readiness {
+        self.readiness.clone()
+    }
+
+    pub fn publisher(&self) -> Publisher {
+        self.publisher.clone()
+    }
+
+    /// Serves until `shutdown` is cancelled; then stops accepting connections, gives
+    /// in-flight requests up to the grace period to get their confirm and answer, and
+    /// closes the broker connection.
+    pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
+        tracing::info!(addr = %self.listener.local_addr()?, "Producer listening.");
+        let server = http::serve(self.listener, self.router, shutdown.clone());
+        let grace = self.shutdown_grace;
+        let result = tokio::select! {
+            result = server => result,
+            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+                tracing::warn!(grace_secs = grace.as_secs(), "Requests still in flight after the grace period; stopping anyway.");
+                Ok(())
+            }
+        };
+        self.publisher_task.close().await;
+        tracing::info!("Producer stopped.");
+        result
+    }
+}

@@ -1,0 +1,46 @@
+//! The producer's settings, read from the environment (or flags; see `producer --help`).
+
+use shared::config::{BrokerConfig, QueueConfig};
+use std::{net::SocketAddr, time::Duration};
+
+#[derive(Debug, Clone, clap::Parser)]
+#[command(
+    name = "producer",
+    version,
+    about = "Accepts change-of-address requests over HTTP and publishes them to RabbitMQ."
+)]
+pub struct Config {
+    /// Address and port the HTTP API listens on.
+    #[arg(long, env = "HTTP_ADDR", default_value = "0.0.0.0:8080")]
+    pub http_addr: SocketAddr,
+
+    #[command(flatten)]
+    pub broker: BrokerConfig,
+
+    #[command(flatten)]
+    pub queue: QueueConfig,
+
+    /// How long a request waits for the broker to confirm its message before answering 503.
+    #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub publish_timeout_ms: u64,
+
+    /// Confirm channels shared by all requests; also the most publishes awaiting a confirm
+    /// at once. Each channel carries one message at a time, so a returned (unroutable)
+    /// message is always matched to the request that sent it.
+    #[arg(long, env = "PUBLISH_CHANNELS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    pub publish_channels: u32,
+
+    /// Longest time in-flight requests get to finish after SIGTERM or SIGINT.
+    #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
+    pub shutdown_grace_secs: u64,
+}
+
+impl Config {
+    pub fn publish_timeout(&self) -> Duration {
+        Duration::from_millis(self.publish_timeout_ms)
+    }
+
+    pub fn shutdown_grace(&self) -> Duration {
+        Duration::from_secs(self.shutdown_grace_secs)
+    }
+}

@@ -1,0 +1,79 @@
+//! Every way a request can fail, and the status and JSON body the client gets for each.
+
+use crate::publisher::PublishError;
+use axum::{
+    http::{HeaderValue, StatusCode, header::RETRY_AFTER},
+    response::{IntoResponse, Response},
+};
+use shared::http::error_response;
+
+/// Seconds a client is asked to wait before retrying a 503.
+const RETRY_AFTER_SECS: u64 = 5;
+
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    /// 400 `malformed_json`: the body is not valid JSON.
+    #[error("the body is not valid JSON: {0}")]
+    MalformedJson(String),
+    /// 400 `invalid_idempotency_key`: the header is present but unusable.
+    #[error("the Idempotency-Key header {0}")]
+    InvalidIdempotencyKey(&'static str),
+    /// 413 `payload_too_large`: the body is over the limit; it was not read further.
+    #[error("the body is larger than {limit_bytes} bytes")]
+    PayloadTooLarge { limit_bytes: usize },
+    /// 415 `unsupported_media_type`: missing or non-JSON `Content-Type`.
+    #[error("the Content-Type must be application/json")]
+    UnsupportedMediaType,
+    /// 422 `validation_failed`: valid JSON, but a field is missing, unknown or invalid.
+    #[error("{}{message}", field.as_deref().map(|f| format!("{f}: ")).unwrap_or_default())]
+    Validation {
+        field: Option<String>,
+        message: String,
+    },
+    /// 503 `broker_unavailable`, `broker_blocked`, `publish_rejected`, `unroutable`,
+    /// `publish_timeout` or `broker_error`, with `Retry-After`: nothing was accepted.
+    #[error("the change was not queued: {0}")]
+    Publish(#[from] PublishError),
+}
+
+impl ApiError {
+    fn status_and_code(&self) -> (StatusCode, &'static str) {
+        match self {
+            Self::MalformedJson(_) => (StatusCode::BAD_REQUEST, "malformed_json"),
+            Self::InvalidIdempotencyKey(_) => (StatusCode::BAD_REQUEST, "invalid_idempotency_key"),
+            Self::PayloadTooLarge { .. } => (StatusCode::PAYLOAD_TOO_LARGE, "payload_too_large"),
+            Self::UnsupportedMediaType => {
+                (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
+            }
+            Self::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::Publish(error) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                match error {
+                    PublishError::Unavailable => "broker_unavailable",
+                    PublishError::Blocked(_) => "broker_blocked",
+                    PublishError::Nacked => "publish_rejected",
+                    PublishError::Unroutable { .. } => "unroutable",
+                    PublishError::Timeout(_) => "publish_timeout",
+                    PublishError::Broker(_) => "broker_error",
+                },
+            ),
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let (status, code) = self.status_and_code();
+        let field = match &self {
+            Self::Validation { field, .. } => field.clone(),
+            _ => None,
+        };
+        let mut response = error_response(status, code, self.to_string(), field);
+        if status == StatusCode::SERVICE_UNAVAILABLE {
+            response
+                .headers_mut()
+                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
+        }
+        response
+    }
+}

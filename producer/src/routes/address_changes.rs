@@ -1,0 +1,66 @@
+//! `POST /api/v1/address-changes`: validate, publish, and answer 202 once confirmed.
+
+use super::AppState;
+use crate::{
+    error::ApiError,
+    extract::JsonBody,
+    idempotency::{self, IdempotencyKey},
+};
+use axum::{Json, extract::State, http::StatusCode};
+use serde::{Deserialize, Serialize};
+use shared::{
+    domain::{Address, CustomerId, EffectiveDate},
+    event::AddressChanged,
+    message::EventMessage,
+};
+use time::OffsetDateTime;
+use uuid::Uuid;
+
+/// The `app_id` property of every message this service publishes.
+pub const APP_ID: &str = "producer";
+
+/// The request body. Parsing it validates it: each field is a domain type.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressChangeRequest {
+    pub customer_id: CustomerId,
+    pub new_address: Address,
+    /// Today (UTC) when omitted.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub effective_date: Option<EffectiveDate>,
+}
+
+/// The 202 body: the change is queued (the broker has confirmed it), not yet applied.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Accepted {
+    pub event_id: Uuid,
+    pub status: String,
+}
+
+pub async fn create(
+    State(state): State<AppState>,
+    key: Option<IdempotencyKey>,
+    JsonBody(request): JsonBody<AddressChangeRequest>,
+) -> Result<(StatusCode, Json<Accepted>), ApiError> {
+    let event = AddressChanged {
+        event_id: idempotency::event_id(&request.customer_id, key.as_ref()),
+        occurred_at: OffsetDateTime::now_utc(),
+        customer_id: request.customer_id,
+        new_address: request.new_address,
+        effective_date: request.effective_date.unwrap_or_else(EffectiveDate::today),
+    };
+    let message = EventMessage::address_changed(&event, APP_ID);
+    let routing_key = message.routing_key.clone();
+    if let Err(error) = state.publisher.publish(message).await {
+        tracing::warn!(event_id = %event.event_id, customer_id = %event.customer_id, %error, "Event not published.");
+        return Err(error.into());
+    }
+    tracing::info!(event_id = %event.event_id, customer_id = %event.customer_id, routing_key, "Event published.");
+    Ok((
+        StatusCode::ACCEPTED,
+        Json(Accepted {
+            event_id: event.event_id,
+            status: "queued".to_owned(),
+        }),
+    ))
+}
