@@ -3,13 +3,14 @@
 
 use crate::{
     config::Config,
+    dead_letters::DeadLetters,
     http,
     store::{Store, StoreError},
     worker::{self, WorkerSettings},
 };
-use shared::{amqp::connection_name, config::topology, readiness::Readiness};
+use shared::{config::topology, readiness::Readiness, topology::Topology};
 use std::{net::SocketAddr, time::Duration};
-use tokio::net::TcpListener;
+use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
 
 /// Why the consumer could not start.
@@ -40,9 +41,15 @@ impl Application {
         let listener = TcpListener::bind(config.http_addr).await?;
         let worker = WorkerSettings {
             broker: config.broker.amqp_addr.clone(),
-            topology: topology(&config.broker, &config.queue),
+            topology: Topology {
+                retry_delays: config.retry_delays(),
+                ..topology(&config.broker, &config.queue)
+            },
             prefetch: config.prefetch,
-            connection_name: connection_name(&format!("consumer:{}", config.queue.queue)),
+            max_attempts: config.max_attempts,
+            connection_name: config
+                .broker
+                .connection_name(&format!("consumer:{}", config.queue.queue)),
             reconnect_max_delay: config.broker.reconnect_max_delay(),
         };
         Ok(Self {
@@ -71,14 +78,17 @@ impl Application {
     /// the connection is closed, and the HTTP server drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "Consumer listening.");
+        let (connection_slot, connection) = watch::channel(None);
+        let dead_letters = DeadLetters::new(connection, self.worker.topology.queue.clone());
         let worker = tokio::spawn(worker::run(
             self.worker,
             self.store.clone(),
             self.readiness.clone(),
+            connection_slot,
             shutdown.clone(),
         ));
         let router = shared::http::with_common_layers(
-            http::router(self.store.clone(), self.readiness.clone()),
+            http::router(self.store.clone(), dead_letters, self.readiness.clone()),
             Duration::from_secs(10),
         );
         let server = shared::http::serve(self.listener, router, shutdown.clone());

@@ -26,6 +26,17 @@ pub struct Config {
     #[arg(long, env = "PREFETCH", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
 
+    /// Deliveries a message gets before a passing failure (database unavailable) is treated
+    /// as permanent and the message goes to `<QUEUE>.dlq`.
+    #[arg(long, env = "MAX_ATTEMPTS", default_value_t = 5, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_attempts: u32,
+
+    /// Comma-separated waits, in milliseconds, before each retry: the first retry waits the
+    /// first value, and the last value is used for every later one. One retry queue
+    /// `<QUEUE>.retry.<ms>ms` exists per value.
+    #[arg(long, env = "RETRY_DELAYS_MS", default_value = "1000,5000,30000,120000", value_delimiter = ',', num_args = 1.., value_parser = clap::value_parser!(u64).range(1..))]
+    pub retry_delays_ms: Vec<u64>,
+
     /// Where applied changes are stored: `sqlite://path/file.db` (created if missing) or
     /// `postgres://user:password@host/db`. Defaults to `sqlite://data/<QUEUE>.db`, so that
     /// consumers of different queues never share an idempotency record.
@@ -42,6 +53,10 @@ impl Config {
         self.database_url
             .clone()
             .unwrap_or_else(|| format!("sqlite://data/{}.db", self.queue.queue).into())
+    }
+
+    pub fn retry_delays(&self) -> Vec<Duration> {
+        self.retry_delays_ms.iter().copied().map(Duration::from_millis).collect()
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -1,33 +1,42 @@
-//! The consumer's HTTP API: what it has applied, and its health.
+//! The consumer's HTTP API: what it has applied, its dead letters, and its health.
 
-use crate::store::{CurrentAddress, Store};
+use crate::{
+    dead_letters::{DeadLetterError, DeadLetters},
+    store::{CurrentAddress, Store},
+};
 use axum::{
     Json, Router,
-    extract::{Path, State},
+    extract::{Path, Query, State},
     http::StatusCode,
-    response::{IntoResponse, Response},
-    routing::get,
+    response::Response,
+    routing::{get, post},
 };
+use serde::Deserialize;
 use shared::{
     domain::CustomerId,
     http::{error_response, health_routes},
     readiness::Readiness,
 };
 
-pub fn router(store: Store, readiness: Readiness) -> Router {
+#[derive(Debug, Clone)]
+struct AppState {
+    store: Store,
+    dead_letters: DeadLetters,
+}
+
+pub fn router(store: Store, dead_letters: DeadLetters, readiness: Readiness) -> Router {
     Router::new()
-        .route(
-            "/api/v1/customers/{customer_id}/address",
-            get(current_address),
-        )
-        .with_state(store)
+        .route("/api/v1/customers/{customer_id}/address", get(current_address))
+        .route("/api/v1/dead-letters", get(list_dead_letters))
+        .route("/api/v1/dead-letters/replay", post(replay_dead_letters))
+        .with_state(AppState { store, dead_letters })
         .merge(health_routes(readiness))
 }
 
 /// `GET /api/v1/customers/{customer_id}/address`: 200 with the current address, 404 when
 /// no change has been applied for that customer, 400 for an id that cannot exist.
 async fn current_address(
-    State(store): State<Store>,
+    State(state): State<AppState>,
     Path(customer_id): Path<String>,
 ) -> Result<Json<CurrentAddress>, Response> {
     let customer_id = CustomerId::parse(&customer_id).map_err(|error| {
@@ -38,7 +47,7 @@ async fn current_address(
             Some("customer_id".into()),
         )
     })?;
-    match store.current_address(&customer_id).await {
+    match state.store.current_address(&customer_id).await {
         Ok(Some(address)) => Ok(Json(address)),
         Ok(None) => Err(error_response(
             StatusCode::NOT_FOUND,
@@ -48,16 +57,48 @@ async fn current_address(
         )),
         Err(error) => {
             tracing::error!(%error, %customer_id, "Cannot read the address.");
-            Err((
+            Err(error_response(
                 StatusCode::SERVICE_UNAVAILABLE,
-                error_response(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "store_unavailable",
-                    "The address store cannot be read at the moment.",
-                    None,
-                ),
-            )
-                .into_response())
+                "store_unavailable",
+                "The address store cannot be read at the moment.",
+                None,
+            ))
         }
     }
+}
+
+#[derive(Debug, Deserialize)]
+struct Limit {
+    /// At most this many messages; 100 when omitted.
+    limit: Option<usize>,
+}
+
+impl Limit {
+    fn get(&self) -> usize {
+        self.limit.unwrap_or(100).clamp(1, 10_000)
+    }
+}
+
+/// `GET /api/v1/dead-letters?limit=N`: what is in `<QUEUE>.dlq`, oldest first, and why.
+/// The messages stay in the queue.
+async fn list_dead_letters(State(state): State<AppState>, Query(limit): Query<Limit>) -> Result<Json<serde_json::Value>, Response> {
+    let letters = state.dead_letters.list(limit.get()).await.map_err(dead_letter_error)?;
+    Ok(Json(serde_json::json!({
+        "queue": state.dead_letters.queue_name(),
+        "count": letters.len(),
+        "dead_letters": letters,
+    })))
+}
+
+/// `POST /api/v1/dead-letters/replay?limit=N`: moves dead letters back into the work queue
+/// with their attempts reset, once the cause is fixed. Answers how many were moved.
+async fn replay_dead_letters(State(state): State<AppState>, Query(limit): Query<Limit>) -> Result<Json<serde_json::Value>, Response> {
+    let replayed = state.dead_letters.replay(limit.get()).await.map_err(dead_letter_error)?;
+    tracing::info!(replayed, "Dead letters replayed.");
+    Ok(Json(serde_json::json!({ "replayed": replayed })))
+}
+
+fn dead_letter_error(error: DeadLetterError) -> Response {
+    tracing::warn!(%error, "Dead-letter request failed.");
+    error_response(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", error.to_string(), None)
 }

@@ -3,6 +3,7 @@
 
 mod app;
 pub mod config;
+pub mod dead_letters;
 pub mod handler;
 mod http;
 pub mod outcome;

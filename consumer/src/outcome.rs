@@ -1,51 +1,204 @@
-//! The three ways a delivery can end, and the one function that tells the broker.
+//! The three ways a delivery can end, and the one place that tells the broker.
 
 use crate::store::Applied;
 use lapin::{
+    BasicProperties, Channel, Confirmation, Connection,
     message::Delivery,
-    options::{BasicAckOptions, BasicNackOptions, BasicRejectOptions},
+    options::{BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions},
+    types::{AMQPValue, FieldTable, LongString, ShortString},
 };
+use shared::topology::WorkQueue;
+use std::time::Duration;
+use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 
-/// What should happen to a delivery after processing.
+/// Header counting how many times a message has been sent to a retry queue.
+pub const RETRY_COUNT_HEADER: &str = "x-retry-count";
+/// Header on a dead letter: why it could not be applied.
+pub const REASON_HEADER: &str = "x-dead-letter-reason";
+/// Header on a retried message: the error of the last attempt.
+pub const LAST_ERROR_HEADER: &str = "x-last-error";
+/// Headers on a dead letter: where the message was first published.
+pub const ORIGINAL_EXCHANGE_HEADER: &str = "x-original-exchange";
+pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
+/// Header on a dead letter: when it was dead-lettered (RFC 3339).
+pub const DEAD_LETTERED_AT_HEADER: &str = "x-dead-lettered-at";
+
+/// What processing decided should happen to a delivery.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Outcome {
     /// The change is committed (or was already): remove the message from the queue.
     Ack(Applied),
-    /// Processing failed for a reason that may pass (database unavailable): deliver again
-    /// later.
+    /// Processing failed for a reason that may pass (database unavailable): try again
+    /// after a delay, up to the attempt limit.
     Retry(String),
-    /// The message can never be applied (not JSON, unknown schema version, invalid): take
-    /// it out of the flow so the rest of the queue keeps moving.
+    /// The message can never be applied (not JSON, unknown schema version, invalid): move
+    /// it aside at once so the rest of the queue keeps flowing.
     DeadLetter(String),
 }
 
-impl Outcome {
+/// What settling did, for the log line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Settled {
+    Acked(Applied),
+    /// Sent to a retry queue; back in the work queue after `delay`.
+    RetryScheduled { attempt: u32, delay: Duration },
+    /// Sent to `<queue>.dlq`.
+    DeadLettered { reason: String },
+}
+
+impl Settled {
     pub fn label(&self) -> &'static str {
         match self {
-            Self::Ack(applied) => applied.as_str(),
-            Self::Retry(_) => "retry",
-            Self::DeadLetter(_) => "dead-lettered",
+            Self::Acked(applied) => applied.as_str(),
+            Self::RetryScheduled { .. } => "retry-scheduled",
+            Self::DeadLettered { .. } => "dead-lettered",
         }
     }
 }
 
-/// Tells the broker how `delivery` ended. Nothing else acks, nacks or rejects.
-pub async fn settle(delivery: &Delivery, outcome: &Outcome) -> Result<(), lapin::Error> {
-    match outcome {
-        Outcome::Ack(_) => delivery.ack(BasicAckOptions::default()).await?,
-        Outcome::Retry(_) => {
-            delivery
-                .nack(BasicNackOptions {
-                    requeue: true,
-                    ..BasicNackOptions::default()
-                })
-                .await?
+/// Why a delivery could not be settled. The delivery stays unacknowledged, and the broker
+/// delivers it again once the channel is replaced.
+#[derive(Debug, thiserror::Error)]
+pub enum SettleError {
+    #[error("the broker connection failed: {0}")]
+    Broker(#[from] lapin::Error),
+    #[error("the broker did not take the message for {queue}: {detail}")]
+    NotConfirmed { queue: String, detail: String },
+}
+
+/// Settles deliveries of one work queue: acks, and moves messages to its retry queues and
+/// dead-letter queue. Moving is publish-confirm-then-ack, so a message is always in at least
+/// one queue; if the consumer dies in between, the copy and the redelivery are both applied
+/// once at most, thanks to the store's record of applied event ids.
+#[derive(Debug)]
+pub struct Settler {
+    /// In confirm mode; used by one batch at a time, so one message in flight at a time.
+    channel: Channel,
+    queue: WorkQueue,
+    retry_delays: Vec<Duration>,
+    max_attempts: u32,
+}
+
+impl Settler {
+    pub async fn open(
+        connection: &Connection,
+        queue: WorkQueue,
+        retry_delays: Vec<Duration>,
+        max_attempts: u32,
+    ) -> Result<Self, lapin::Error> {
+        let channel = connection.create_channel().await?;
+        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok(Self { channel, queue, retry_delays, max_attempts })
+    }
+
+    /// Tells the broker how `delivery` ended. The only code that acks.
+    pub async fn settle(&self, delivery: &Delivery, outcome: Outcome) -> Result<Settled, SettleError> {
+        let settled = match outcome {
+            Outcome::Ack(applied) => Settled::Acked(applied),
+            Outcome::Retry(error) => {
+                let retries = retry_count(&delivery.properties);
+                let attempt = retries + 1;
+                if attempt >= self.max_attempts {
+                    let reason = format!("gave up after {attempt} attempts: {error}");
+                    self.dead_letter(delivery, &reason).await?;
+                    Settled::DeadLettered { reason }
+                } else {
+                    let delay = self.retry_delay(retries);
+                    let queue = self.queue.retry_queue(delay);
+                    let mut headers = headers_of(&delivery.properties);
+                    headers.insert(RETRY_COUNT_HEADER.into(), AMQPValue::LongUInt(attempt));
+                    headers.insert(LAST_ERROR_HEADER.into(), long_string(&error));
+                    headers.insert(ORIGINAL_ROUTING_KEY_HEADER.into(), long_string(&original_routing_key(delivery)));
+                    self.publish_to(&queue, delivery, headers).await?;
+                    Settled::RetryScheduled { attempt, delay }
+                }
+            }
+            Outcome::DeadLetter(reason) => {
+                self.dead_letter(delivery, &reason).await?;
+                Settled::DeadLettered { reason }
+            }
+        };
+        delivery.ack(BasicAckOptions::default()).await?;
+        Ok(settled)
+    }
+
+    async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), SettleError> {
+        let mut headers = headers_of(&delivery.properties);
+        headers.insert(REASON_HEADER.into(), long_string(reason));
+        headers.insert(ORIGINAL_EXCHANGE_HEADER.into(), long_string(delivery.exchange.as_str()));
+        headers.insert(ORIGINAL_ROUTING_KEY_HEADER.into(), long_string(&original_routing_key(delivery)));
+        let now = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+        headers.insert(DEAD_LETTERED_AT_HEADER.into(), long_string(&now));
+        self.publish_to(&self.queue.dead_letter_queue(), delivery, headers).await
+    }
+
+    /// Publishes a copy of `delivery` straight to `queue` (default exchange) and waits for
+    /// the broker to confirm it.
+    async fn publish_to(&self, queue: &str, delivery: &Delivery, headers: FieldTable) -> Result<(), SettleError> {
+        let properties = delivery.properties.clone().with_headers(headers);
+        let confirmation = self
+            .channel
+            .basic_publish(
+                ShortString::from(""),
+                queue.into(),
+                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                &delivery.data,
+                properties,
+            )
+            .await?
+            .await?;
+        let not_confirmed = |detail: &str| SettleError::NotConfirmed { queue: queue.to_owned(), detail: detail.to_owned() };
+        match confirmation {
+            Confirmation::Ack(None) => Ok(()),
+            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => Err(not_confirmed(returned.reply_text.as_str())),
+            Confirmation::Nack(None) => Err(not_confirmed("nacked")),
+            Confirmation::NotRequested => Err(not_confirmed("confirms are off")),
         }
-        Outcome::DeadLetter(_) => {
-            delivery
-                .reject(BasicRejectOptions { requeue: false })
-                .await?
-        }
-    };
-    Ok(())
+    }
+
+    fn retry_delay(&self, retries: u32) -> Duration {
+        let index = (retries as usize).min(self.retry_delays.len().saturating_sub(1));
+        self.retry_delays.get(index).copied().unwrap_or(Duration::from_secs(1))
+    }
+}
+
+/// How many times this message has been through a retry queue already.
+pub fn retry_count(properties: &BasicProperties) -> u32 {
+    properties
+        .headers()
+        .as_ref()
+        .and_then(|headers| headers.inner().get(RETRY_COUNT_HEADER))
+        .and_then(|value| match value {
+            AMQPValue::LongUInt(n) => Some(*n),
+            AMQPValue::LongInt(n) => u32::try_from(*n).ok(),
+            AMQPValue::LongLongInt(n) => u32::try_from(*n).ok(),
+            AMQPValue::ShortUInt(n) => Some(u32::from(*n)),
+            AMQPValue::ShortShortUInt(n) => Some(u32::from(*n)),
+            _ => None,
+        })
+        .unwrap_or(0)
+}
+
+/// The routing key the producer used: a retried message comes back to the work queue with
+/// the queue's name as its routing key, and keeps the original in a header.
+pub fn original_routing_key(delivery: &Delivery) -> String {
+    header_string(&delivery.properties, ORIGINAL_ROUTING_KEY_HEADER)
+        .unwrap_or_else(|| delivery.routing_key.to_string())
+}
+
+/// A string header, if present.
+pub fn header_string(properties: &BasicProperties, name: &str) -> Option<String> {
+    match properties.headers().as_ref()?.inner().get(name)? {
+        AMQPValue::LongString(value) => Some(value.to_string()),
+        AMQPValue::ShortString(value) => Some(value.to_string()),
+        _ => None,
+    }
+}
+
+fn headers_of(properties: &BasicProperties) -> FieldTable {
+    properties.headers().clone().unwrap_or_default()
+}
+
+fn long_string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
 }

@@ -1,13 +1,13 @@
 //! The consume loop: connect, declare, subscribe with a prefetch limit, process deliveries
-//! in batches, ack each only after its change is committed, and reconnect when the
+//! in batches, settle each only after its change is committed, and reconnect when the
 //! connection is lost. Stops cleanly on cancellation.
 
 use crate::{
-    handler::{self, Processed},
-    outcome::{Outcome, settle},
+    handler,
+    outcome::{Settled, Settler, original_routing_key},
     store::Store,
 };
-use futures_util::{FutureExt, StreamExt};
+use futures_util::{FutureExt, Stream, StreamExt};
 use lapin::{
     Channel, Connection, Consumer,
     message::Delivery,
@@ -15,13 +15,12 @@ use lapin::{
     types::FieldTable,
 };
 use shared::{
-    amqp::{
-        BrokerAddress, ConnectionEvent, connect_with_retry, connection_events, reconnect_delays,
-    },
+    amqp::{BrokerAddress, ConnectionEvent, Reconnector, connection_events},
     readiness::Readiness,
     topology::Topology,
 };
-use std::time::Duration;
+use std::{sync::Arc, time::Duration};
+use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 /// What the worker needs to run.
@@ -31,6 +30,8 @@ pub struct WorkerSettings {
     pub topology: Topology,
     /// Most unacknowledged messages the broker sends ahead; also the largest batch.
     pub prefetch: u16,
+    /// Deliveries before a passing failure is given up on and dead-lettered.
+    pub max_attempts: u32,
     /// Shown in the management UI's connection list.
     pub connection_name: String,
     pub reconnect_max_delay: Duration,
@@ -38,70 +39,57 @@ pub struct WorkerSettings {
 
 /// Why a subscription ended.
 enum Ended {
-    /// Shutdown was requested; the subscription is cancelled and in-flight work settled.
+    /// Shutdown was requested; in-flight work is settled.
     Stopped,
     /// The connection or channel failed, or the broker cancelled the subscription.
     Lost(String),
 }
 
-/// Runs until `stop` is cancelled. In-flight messages are processed and settled before
-/// it returns; messages prefetched but not started go back to the queue.
+/// Runs until `stop` is cancelled. In-flight messages are processed and settled before it
+/// returns; messages prefetched but not started go back to the queue. The open connection
+/// is published on `connection` for the dead-letter endpoints.
 pub async fn run(
     settings: WorkerSettings,
     store: Store,
     readiness: Readiness,
+    connection_slot: watch::Sender<Option<Arc<Connection>>>,
     stop: CancellationToken,
 ) {
-    let mut retry_delays = reconnect_delays(settings.reconnect_max_delay);
+    let mut reconnector = Reconnector::new(
+        settings.broker.clone(),
+        settings.connection_name.clone(),
+        settings.reconnect_max_delay,
+    );
     loop {
         readiness.set_not_ready("connecting to the broker");
-        let Some(connection) = connect_with_retry(
-            &settings.broker,
-            &settings.connection_name,
-            settings.reconnect_max_delay,
-            &stop,
-        )
-        .await
-        else {
+        let Some(connection) = reconnector.connect(&stop).await else {
             return;
         };
+        let connection = Arc::new(connection);
         let mut events = connection_events(&connection);
 
-        let (channel, mut consumer) = match subscribe(&connection, &settings).await {
+        let (channel, mut consumer, settler) = match subscribe(&connection, &settings, &readiness).await {
             Ok(subscription) => subscription,
             Err(error) => {
                 tracing::error!(%error, queue = %settings.topology.queue.name, "Cannot subscribe; will retry.");
                 readiness.set_not_ready(format!("cannot subscribe to the queue: {error}"));
                 let _ = connection.close(200, "subscription failed".into()).await;
-                let delay = retry_delays.next().unwrap_or(settings.reconnect_max_delay);
-                tokio::select! {
-                    () = stop.cancelled() => return,
-                    () = tokio::time::sleep(delay) => continue,
-                }
+                continue;
             }
         };
-        retry_delays = reconnect_delays(settings.reconnect_max_delay);
+        connection_slot.send_replace(Some(Arc::clone(&connection)));
         readiness.set_ready();
         tracing::info!(queue = %settings.topology.queue.name, prefetch = settings.prefetch, "Consuming.");
 
-        let ended = consume(
-            &mut consumer,
-            &mut events,
-            &store,
-            usize::from(settings.prefetch),
-            &stop,
-        )
-        .await;
+        let ended = consume(&mut consumer, &mut events, &store, &settler, usize::from(settings.prefetch), &stop).await;
+        connection_slot.send_replace(None);
         match ended {
             Ended::Stopped => {
                 readiness.set_not_ready("shutting down");
-                if let Err(error) = channel
-                    .basic_cancel(consumer.tag(), BasicCancelOptions::default())
-                    .await
-                {
+                if let Err(error) = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await {
                     tracing::warn!(%error, "Could not cancel the subscription cleanly.");
                 }
-                // Closing the connection returns every unacked, unstarted message to the queue.
+                // Closing returns every prefetched, unstarted message to the queue.
                 let _ = connection.close(200, "consumer shutting down".into()).await;
                 tracing::info!("Subscription cancelled; connection closed.");
                 return;
@@ -118,12 +106,22 @@ pub async fn run(
 async fn subscribe(
     connection: &Connection,
     settings: &WorkerSettings,
-) -> Result<(Channel, Consumer), lapin::Error> {
+    readiness: &Readiness,
+) -> Result<(Channel, Consumer, Settler), lapin::Error> {
+    let declared = settings.topology.declare(connection).await?;
+    for warning in &declared.warnings {
+        tracing::warn!(%warning, "Topology warning.");
+    }
+    readiness.set_warnings(declared.warnings);
+    let settler = Settler::open(
+        connection,
+        settings.topology.queue.clone(),
+        settings.topology.retry_delays.clone(),
+        settings.max_attempts,
+    )
+    .await?;
     let channel = connection.create_channel().await?;
-    settings.topology.declare(&channel).await?;
-    channel
-        .basic_qos(settings.prefetch, BasicQosOptions::default())
-        .await?;
+    channel.basic_qos(settings.prefetch, BasicQosOptions::default()).await?;
     let consumer = channel
         .basic_consume(
             settings.topology.queue.name.as_str().into(),
@@ -132,13 +130,14 @@ async fn subscribe(
             FieldTable::default(),
         )
         .await?;
-    Ok((channel, consumer))
+    Ok((channel, consumer, settler))
 }
 
 async fn consume(
     consumer: &mut Consumer,
-    events: &mut (impl futures_util::Stream<Item = ConnectionEvent> + Unpin),
+    events: &mut (impl Stream<Item = ConnectionEvent> + Unpin),
     store: &Store,
+    settler: &Settler,
     max_batch: usize,
     stop: &CancellationToken,
 ) -> Ended {
@@ -175,60 +174,55 @@ async fn consume(
                 None => break,
             }
         }
-        process_batch(store, &batch).await;
+        if let Err(reason) = process_batch(store, settler, &batch).await {
+            return Ended::Lost(reason);
+        }
         if let Some(reason) = interrupted {
             return Ended::Lost(reason);
         }
     }
 }
 
-async fn process_batch(store: &Store, batch: &[Delivery]) {
-    let bodies: Vec<&[u8]> = batch
-        .iter()
-        .map(|delivery| delivery.data.as_slice())
-        .collect();
+/// Processes a batch and settles each delivery in order. A delivery that cannot be settled
+/// (the broker went away) ends the subscription: it and the rest of the batch stay unacked
+/// and come back, and the store's record of applied ids makes the second pass a no-op.
+async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> Result<(), String> {
+    let bodies: Vec<&[u8]> = batch.iter().map(|delivery| delivery.data.as_slice()).collect();
     let results = handler::process(store, &bodies).await;
-    for (delivery, processed) in batch.iter().zip(&results) {
-        log_outcome(delivery, processed);
-        if let Err(error) = settle(delivery, &processed.outcome).await {
-            // The channel is gone: the broker redelivers the message, and the store's
-            // record of applied ids makes the second delivery a no-op.
-            tracing::warn!(%error, delivery_tag = delivery.delivery_tag, "Could not settle a delivery; it will be redelivered.");
+    for (delivery, processed) in batch.iter().zip(results) {
+        let event = processed.event.clone();
+        match settler.settle(delivery, processed.outcome).await {
+            Ok(settled) => log_settled(delivery, event.as_ref(), &settled),
+            Err(error) => {
+                tracing::warn!(%error, delivery_tag = delivery.delivery_tag, "Could not settle a delivery; it will be redelivered.");
+                return Err(error.to_string());
+            }
         }
     }
+    Ok(())
 }
 
 /// The one log line per message: which event, whose, how it was routed, whether it is a
 /// redelivery, and how it ended.
-fn log_outcome(delivery: &Delivery, processed: &Processed) {
-    let (event_id, customer_id) = match &processed.event {
+fn log_settled(delivery: &Delivery, event: Option<&(uuid::Uuid, shared::domain::CustomerId)>, settled: &Settled) {
+    let (event_id, customer_id) = match event {
         Some((event_id, customer_id)) => (event_id.to_string(), customer_id.to_string()),
         None => (
-            delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            delivery.properties.message_id().as_ref().map(|id| id.to_string()).unwrap_or_default(),
             String::new(),
         ),
     };
-    let routing_key = delivery.routing_key.as_str();
+    let routing_key = original_routing_key(delivery);
     let redelivered = delivery.redelivered;
-    let outcome = processed.outcome.label();
-    match &processed.outcome {
-        Outcome::Ack(_) => tracing::info!(
-            event_id,
-            customer_id,
-            routing_key,
-            redelivered,
-            outcome,
-            "Message processed."
-        ),
-        Outcome::Retry(reason) => {
-            tracing::warn!(event_id, customer_id, routing_key, redelivered, outcome, %reason, "Message will be retried.");
+    let outcome = settled.label();
+    match settled {
+        Settled::Acked(_) => {
+            tracing::info!(event_id, customer_id, routing_key, redelivered, outcome, "Message processed.");
         }
-        Outcome::DeadLetter(reason) => {
+        Settled::RetryScheduled { attempt, delay } => {
+            tracing::warn!(event_id, customer_id, routing_key, redelivered, outcome, attempt, retry_in_ms = delay.as_millis() as u64, "Message processing failed; retry scheduled.");
+        }
+        Settled::DeadLettered { reason } => {
             tracing::warn!(event_id, customer_id, routing_key, redelivered, outcome, %reason, "Message dead-lettered.");
         }
     }

@@ -15,8 +15,13 @@ use shared::{
 use std::{sync::Mutex, time::Duration};
 use tempfile::TempDir;
 
+/// Retry delays of the tests' consumers: short, so a retry test takes a second, not minutes.
+pub const TEST_RETRY_DELAYS_MS: [u64; 2] = [200, 400];
+
 #[derive(Debug)]
 pub struct TestEnv {
+    /// Unique to this test; part of every name it uses.
+    pub id: String,
     pub uri: String,
     pub exchange: String,
     /// The main work queue (what `QUEUE` is for both services in this test).
@@ -32,8 +37,7 @@ impl TestEnv {
     pub async fn new() -> Self {
         shared::telemetry::init_for_tests();
         let uri = broker_uri();
-        let id = uuid::Uuid::new_v4().simple().to_string();
-        let id = &id[..12];
+        let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let admin = Connection::connect(
             &uri,
             ConnectionProperties::default().with_connection_name(format!("test-admin-{id}").into()),
@@ -41,12 +45,13 @@ impl TestEnv {
         .await
         .unwrap_or_else(|error| panic!("cannot connect to the test broker: {error}"));
         Self {
-            uri,
             exchange: format!("test.{id}.events"),
             queue: format!("test.{id}.coc"),
             extra_queues: Mutex::new(Vec::new()),
             data_dir: tempfile::tempdir().unwrap_or_else(|error| panic!("no temp dir: {error}")),
             admin,
+            uri,
+            id,
         }
     }
 
@@ -65,6 +70,7 @@ impl TestEnv {
             amqp_addr: BrokerAddress::parse(&self.uri).unwrap_or_else(|error| panic!("{error}")),
             exchange: self.exchange.clone(),
             reconnect_max_delay_secs: 1,
+            connection_name: None,
         }
     }
 
@@ -72,6 +78,7 @@ impl TestEnv {
         QueueConfig {
             queue: queue.to_owned(),
             binding_keys: binding_keys.iter().map(|key| (*key).to_owned()).collect(),
+            max_length: shared::topology::DEFAULT_MAX_LENGTH,
         }
     }
 
@@ -79,25 +86,44 @@ impl TestEnv {
     pub fn producer_config(&self) -> producer::Config {
         producer::Config {
             http_addr: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-            broker: self.broker_config(),
+            broker: BrokerConfig {
+                connection_name: Some(self.connection_name("producer")),
+                ..self.broker_config()
+            },
             queue: self.queue_config(&self.queue, &["address.changed.#"]),
             publish_timeout_ms: 5_000,
             publish_channels: 16,
+            max_in_flight_requests: 512,
             shutdown_grace_secs: 10,
         }
     }
 
     /// A consumer of `queue` bound with `binding_keys`, storing in this test's directory.
     pub fn consumer_config_for(&self, queue: &str, binding_keys: &[&str]) -> consumer::Config {
-        let database = self.data_dir.path().join(format!("{queue}.db"));
         consumer::Config {
             http_addr: "127.0.0.1:0".parse().unwrap_or_else(|_| unreachable!()),
-            broker: self.broker_config(),
+            broker: BrokerConfig {
+                connection_name: Some(self.connection_name(&format!("consumer:{queue}"))),
+                ..self.broker_config()
+            },
             queue: self.queue_config(queue, binding_keys),
             prefetch: 32,
-            database_url: Some(format!("sqlite://{}", database.display()).into()),
+            max_attempts: 3,
+            retry_delays_ms: TEST_RETRY_DELAYS_MS.to_vec(),
+            database_url: Some(self.database_url(queue).into()),
             shutdown_grace_secs: 10,
         }
+    }
+
+    /// Where this test's consumer of `queue` stores its changes.
+    pub fn database_url(&self, queue: &str) -> String {
+        format!("sqlite://{}", self.data_dir.path().join(format!("{queue}.db")).display())
+    }
+
+    /// The name this test's `role` connects with: unique, so that a test can find its own
+    /// connection among all the broker's (to close it from the broker side, say).
+    pub fn connection_name(&self, role: &str) -> String {
+        format!("test-{}-{role}", self.id)
     }
 
     /// The main consumer's configuration: the test's queue, every address change.
@@ -192,9 +218,17 @@ impl TestEnv {
                 .iter()
                 .cloned(),
         );
+        let retry_delays: Vec<Duration> = TEST_RETRY_DELAYS_MS.iter().copied().map(Duration::from_millis).collect();
         queues
-            .iter()
-            .flat_map(|queue| shared::topology::WorkQueue::derived_queue_names(queue))
+            .into_iter()
+            .flat_map(|name| {
+                shared::topology::Topology {
+                    exchange: self.exchange.clone(),
+                    queue: shared::topology::WorkQueue { name, binding_keys: Vec::new(), max_length: 0 },
+                    retry_delays: retry_delays.clone(),
+                }
+                .queue_names()
+            })
             .collect()
     }
 }

@@ -4,6 +4,7 @@
 
 pub mod broker;
 pub mod env;
+pub mod faults;
 pub mod services;
 pub mod wait;
 

@@ -5,7 +5,7 @@ use crate::{
     publisher::{Publisher, PublisherSettings, PublisherTask},
     routes,
 };
-use shared::{amqp::connection_name, config::topology, http, readiness::Readiness};
+use shared::{config::topology, http, readiness::Readiness};
 use std::{net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -31,7 +31,7 @@ impl Application {
             PublisherSettings {
                 broker: config.broker.amqp_addr.clone(),
                 topology: topology(&config.broker, &config.queue),
-                connection_name: connection_name("producer"),
+                connection_name: config.broker.connection_name("producer"),
                 channels: config.publish_channels as usize,
                 publish_timeout: config.publish_timeout(),
                 reconnect_max_delay: config.broker.reconnect_max_delay(),
@@ -41,7 +41,11 @@ impl Application {
         // The HTTP deadline sits above the publish timeout, which answers first.
         let request_timeout = config.publish_timeout() + Duration::from_secs(5);
         let router = http::with_common_layers(
-            routes::router(publisher.clone(), readiness.clone()),
+            routes::router(
+                publisher.clone(),
+                readiness.clone(),
+                config.max_in_flight_requests as usize,
+            ),
             request_timeout,
         );
         Ok(Self {

@@ -30,6 +30,11 @@ pub struct Config {
     #[arg(long, env = "PUBLISH_CHANNELS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub publish_channels: u32,
 
+    /// Most change requests handled at once; beyond it a request is refused at once with
+    /// 503 rather than queued, so a flood cannot grow the producer's memory without limit.
+    #[arg(long, env = "MAX_IN_FLIGHT_REQUESTS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_in_flight_requests: u32,
+
     /// Longest time in-flight requests get to finish after SIGTERM or SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,

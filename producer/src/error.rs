@@ -30,6 +30,9 @@ pub enum ApiError {
         field: Option<String>,
         message: String,
     },
+    /// 503 `overloaded`, with `Retry-After`: `MAX_IN_FLIGHT_REQUESTS` are being handled.
+    #[error("too many requests are in flight; try again shortly")]
+    Overloaded,
     /// 503 `broker_unavailable`, `broker_blocked`, `publish_rejected`, `unroutable`,
     /// `publish_timeout` or `broker_error`, with `Retry-After`: nothing was accepted.
     #[error("the change was not queued: {0}")]
@@ -46,6 +49,7 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::Publish(error) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 match error {

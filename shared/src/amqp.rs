@@ -1,7 +1,7 @@
 //! Connecting to RabbitMQ: the broker's address (whose password never reaches a log), named
 //! connections with heartbeats, the back-off between attempts, and the connection's events.
 
-use backon::{BackoffBuilder, ExponentialBuilder};
+use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures_util::{Stream, StreamExt};
 use lapin::{Connection, ConnectionProperties, Event, uri::AMQPUri};
 use secrecy::{ExposeSecret, SecretString};
@@ -138,10 +138,60 @@ pub async fn connect_with_retry(
     }
 }
 
+/// How long a connection must have lasted for a loss to count as a fresh start. A broker
+/// that accepts connections and drops them at once is then retried with growing delays,
+/// not in a tight loop.
+const STABLE_AFTER: Duration = Duration::from_secs(10);
+
+/// The reconnection policy of a long-running service: connect (retrying with back-off),
+/// and if the previous connection did not last, wait before connecting again.
+#[derive(Debug)]
+pub struct Reconnector {
+    address: BrokerAddress,
+    name: String,
+    max_delay: Duration,
+    delays: ExponentialBackoff,
+    last_connected: Option<tokio::time::Instant>,
+}
+
+impl Reconnector {
+    pub fn new(address: BrokerAddress, name: String, max_delay: Duration) -> Self {
+        Self {
+            address,
+            name,
+            max_delay,
+            delays: reconnect_delays(max_delay),
+            last_connected: None,
+        }
+    }
+
+    /// The next connection, or `None` once `stop` is cancelled.
+    pub async fn connect(&mut self, stop: &CancellationToken) -> Option<Connection> {
+        if let Some(connected_at) = self.last_connected.take() {
+            if connected_at.elapsed() < STABLE_AFTER {
+                let delay = self.delays.next().unwrap_or(self.max_delay);
+                tokio::select! {
+                    () = stop.cancelled() => return None,
+                    () = tokio::time::sleep(delay) => {}
+                }
+            } else {
+                self.delays = reconnect_delays(self.max_delay);
+            }
+        }
+        let connection = connect_with_retry(&self.address, &self.name, self.max_delay, stop).await?;
+        self.last_connected = Some(tokio::time::Instant::now());
+        Some(connection)
+    }
+
+    pub fn connection_name(&self) -> &str {
+        &self.name
+    }
+}
+
 /// Delays between connection attempts: from 100 ms, doubling, never more than `max_delay`.
 /// Jitter spreads the reconnections of many clients after a broker restart; backon's adds
 /// up to 100% of the delay, so the base is capped at half of `max_delay`.
-pub fn reconnect_delays(max_delay: Duration) -> impl Iterator<Item = Duration> {
+pub fn reconnect_delays(max_delay: Duration) -> ExponentialBackoff {
     let min_delay = Duration::from_millis(100).min(max_delay);
     ExponentialBuilder::default()
         .with_min_delay(min_delay / 2)
@@ -173,6 +223,10 @@ pub fn connection_events(
         .events_listener()
         .filter_map(|event| async move {
             match event {
+                // A soft error closes one channel, not the connection (a refused
+                // declaration, a publish to a missing exchange): whoever owns that channel
+                // sees it fail and replaces it.
+                Event::Error(error) if error.is_amqp_soft_error() => None,
                 Event::Error(error) => Some(ConnectionEvent::Lost(error)),
                 Event::ConnectionBlocked(reason) => Some(ConnectionEvent::Blocked(reason)),
                 Event::ConnectionUnblocked => Some(ConnectionEvent::Unblocked),

@@ -3,7 +3,9 @@
 
 use crate::{
     amqp::BrokerAddress,
-    topology::{DEFAULT_BINDING_KEY, DEFAULT_EXCHANGE, DEFAULT_QUEUE, Topology, WorkQueue},
+    topology::{
+        DEFAULT_BINDING_KEY, DEFAULT_EXCHANGE, DEFAULT_MAX_LENGTH, DEFAULT_QUEUE, Topology, WorkQueue,
+    },
 };
 use std::time::Duration;
 
@@ -28,11 +30,23 @@ pub struct BrokerConfig {
     /// Longest wait between two attempts to (re)connect to the broker, in seconds.
     #[arg(long, env = "RECONNECT_MAX_DELAY_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub reconnect_max_delay_secs: u64,
+
+    /// Name of this service's connection in the management UI and `rabbitmqctl
+    /// list_connections`. Defaults to `<service>@<hostname>`.
+    #[arg(long, env = "CONNECTION_NAME")]
+    pub connection_name: Option<String>,
 }
 
 impl BrokerConfig {
     pub fn reconnect_max_delay(&self) -> Duration {
         Duration::from_secs(self.reconnect_max_delay_secs)
+    }
+
+    /// The configured connection name, or `<role>@<hostname>`.
+    pub fn connection_name(&self, role: &str) -> String {
+        self.connection_name
+            .clone()
+            .unwrap_or_else(|| crate::amqp::connection_name(role))
     }
 }
 
@@ -48,9 +62,16 @@ pub struct QueueConfig {
     /// `#` any number), e.g. `address.changed.pr` for Preston postcodes only.
     #[arg(long, env = "BINDING_KEYS", default_value = DEFAULT_BINDING_KEY, value_delimiter = ',', num_args = 1..)]
     pub binding_keys: Vec<String>,
+
+    /// Most ready messages QUEUE holds; beyond it the broker refuses new messages and the
+    /// producer answers 503 until consumers catch up. Both services declare the queue, so
+    /// set the same value on both.
+    #[arg(long, env = "QUEUE_MAX_LENGTH", default_value_t = DEFAULT_MAX_LENGTH, value_parser = clap::value_parser!(u32).range(1..))]
+    pub max_length: u32,
 }
 
-/// The topology both services declare: `broker`'s exchange and `queue` bound to it.
+/// The topology both services declare: `broker`'s exchange and `queue` bound to it. The
+/// consumer adds its retry delays.
 pub fn topology(broker: &BrokerConfig, queue: &QueueConfig) -> Topology {
     Topology {
         exchange: broker.exchange.clone(),
@@ -62,6 +83,8 @@ pub fn topology(broker: &BrokerConfig, queue: &QueueConfig) -> Topology {
                 .map(|key| key.trim().to_owned())
                 .filter(|key| !key.is_empty())
                 .collect(),
+            max_length: queue.max_length,
         },
+        retry_delays: Vec::new(),
     }
 }

@@ -69,14 +69,18 @@ pub fn health_routes(readiness: Readiness) -> Router {
 }
 
 async fn ready(State(readiness): State<Readiness>) -> Response {
-    match readiness.status() {
-        Status::Ready => Json(serde_json::json!({ "status": "ready" })).into_response(),
+    let warnings = readiness.warnings();
+    let (status, mut body) = match readiness.status() {
+        Status::Ready => (StatusCode::OK, serde_json::json!({ "status": "ready" })),
         Status::NotReady(reason) => (
             StatusCode::SERVICE_UNAVAILABLE,
-            Json(serde_json::json!({ "status": "not_ready", "reason": reason })),
-        )
-            .into_response(),
+            serde_json::json!({ "status": "not_ready", "reason": reason }),
+        ),
+    };
+    if !warnings.is_empty() {
+        body["warnings"] = warnings.into();
     }
+    (status, Json(body)).into_response()
 }
 
 /// Adds what every route of both services gets: a JSON 404 for unknown paths and 405 for

@@ -1,12 +1,18 @@
 //! Where events go: the exchange, the queues and their bindings, declared from this one
 //! definition by both services so that neither depends on the other having started first.
+//!
+//! For a work queue `Q` the consumer also declares `Q.dlq`, where messages that can never be
+//! applied are kept for a person to look at, and one retry queue per delay, `Q.retry.<ms>ms`,
+//! where a message that failed for a passing reason waits before going back to `Q`.
 
 use crate::event::{AddressChanged, EVENT_TYPE};
 use lapin::{
-    Channel, ExchangeKind,
+    Channel, Connection, ExchangeKind,
     options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
-    types::FieldTable,
+    protocol::{AMQPErrorKind, AMQPSoftError},
+    types::{AMQPValue, FieldTable, LongString, ShortString},
 };
+use std::time::Duration;
 
 /// The topic exchange every change-of-circumstances event is published to.
 pub const DEFAULT_EXCHANGE: &str = "customer.events";
@@ -15,6 +21,8 @@ pub const DEFAULT_EXCHANGE: &str = "customer.events";
 pub const DEFAULT_QUEUE: &str = "change-of-circumstances";
 /// Every address change, whatever the postcode area.
 pub const DEFAULT_BINDING_KEY: &str = "address.changed.#";
+/// Most messages a work queue holds before the broker refuses new ones.
+pub const DEFAULT_MAX_LENGTH: u32 = 100_000;
 
 /// `address.changed.<postcode area in lower case>`, e.g. `address.changed.pr` for Preston,
 /// so a subscriber interested in one area binds `address.changed.pr` and sees nothing else.
@@ -25,54 +33,111 @@ pub fn routing_key(event: &AddressChanged) -> String {
     )
 }
 
-/// The broker objects one service needs: the exchange and one durable work queue bound
-/// to it. Declaring is idempotent, so every (re)connection declares it again.
+/// The broker objects one service needs. Declaring is idempotent, so every (re)connection
+/// declares it again.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Topology {
     pub exchange: String,
     pub queue: WorkQueue,
+    /// The delays of the retry queues. Empty for the producer, which declares only what it
+    /// needs to publish safely: the exchange and the work queue with its bindings.
+    pub retry_delays: Vec<Duration>,
 }
 
-/// A durable queue and the routing-key patterns that bind it to the exchange.
+/// A durable queue, the routing-key patterns that bind it to the exchange, and its bound.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct WorkQueue {
     pub name: String,
     pub binding_keys: Vec<String>,
+    /// Beyond this many ready messages the broker refuses (nacks) new publishes instead of
+    /// growing without limit: the producer turns that into a 503.
+    pub max_length: u32,
 }
 
 impl WorkQueue {
-    /// Every queue that exists for a work queue named `name`, itself included: what to
-    /// delete to remove it completely.
-    pub fn derived_queue_names(name: &str) -> Vec<String> {
-        vec![name.to_owned()]
+    /// Where messages that can never be applied wait for a person: `<queue>.dlq`.
+    pub fn dead_letter_queue(&self) -> String {
+        format!("{}.dlq", self.name)
+    }
+
+    /// Where a message waits `delay` before going back to the work queue.
+    pub fn retry_queue(&self, delay: Duration) -> String {
+        format!("{}.retry.{}ms", self.name, delay.as_millis())
+    }
+
+    fn arguments(&self) -> FieldTable {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(i64::from(self.max_length)));
+        arguments.insert("x-overflow".into(), string("reject-publish"));
+        arguments
     }
 }
 
+/// What declaring found that an operator should act on, without stopping the service.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Declared {
+    pub warnings: Vec<String>,
+}
+
 impl Topology {
-    /// Declares the exchange, the queue and its bindings on `channel`. A failure here is a
-    /// channel error and closes `channel`: use a channel dedicated to the declaration.
-    pub async fn declare(&self, channel: &Channel) -> Result<(), lapin::Error> {
+    /// Every queue of this topology: what to delete to remove it completely.
+    pub fn queue_names(&self) -> Vec<String> {
+        let mut names = vec![self.queue.name.clone()];
+        if !self.retry_delays.is_empty() {
+            names.push(self.queue.dead_letter_queue());
+            names.extend(self.retry_delays.iter().map(|delay| self.queue.retry_queue(*delay)));
+        }
+        names
+    }
+
+    /// Declares the exchange, the work queue and its bindings, and (for the consumer) the
+    /// dead-letter and retry queues. Each declaration that can be refused gets a channel of
+    /// its own, because a refusal closes the channel it happened on.
+    ///
+    /// A work queue that already exists with other arguments (say `QUEUE_MAX_LENGTH` was
+    /// changed) does not stop the service: it is used as it is, and the returned warning says
+    /// how to apply the new setting.
+    pub async fn declare(&self, connection: &Connection) -> Result<Declared, lapin::Error> {
+        let mut declared = Declared::default();
+        let channel = connection.create_channel().await?;
         channel
             .exchange_declare(
                 self.exchange.as_str().into(),
                 ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
+                ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
                 FieldTable::default(),
             )
             .await?;
-        channel
-            .queue_declare(
-                self.queue.name.as_str().into(),
-                QueueDeclareOptions {
-                    durable: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+
+        let work_queue = self.queue.name.as_str();
+        match declare_queue(&channel, work_queue, self.queue.arguments()).await {
+            Ok(()) => {}
+            Err(error) if is_precondition_failed(&error) => {
+                declared.warnings.push(format!(
+                    "queue {work_queue:?} already exists with different arguments, so it is used \
+                     as it is ({error}). To apply the configured ones (QUEUE_MAX_LENGTH={}), stop \
+                     the producers, let the consumers drain the queue, delete it \
+                     (`rabbitmqctl delete_queue {work_queue}`) and restart: it is declared again.",
+                    self.queue.max_length
+                ));
+                let channel = connection.create_channel().await?;
+                channel
+                    .queue_declare(
+                        work_queue.into(),
+                        QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                        FieldTable::default(),
+                    )
+                    .await?;
+                return self.finish_declaring(connection, declared).await;
+            }
+            Err(error) => return Err(error),
+        }
+        let _ = channel.close(200, "declared".into()).await;
+        self.finish_declaring(connection, declared).await
+    }
+
+    async fn finish_declaring(&self, connection: &Connection, declared: Declared) -> Result<Declared, lapin::Error> {
+        let channel = connection.create_channel().await?;
         for key in &self.queue.binding_keys {
             channel
                 .queue_bind(
@@ -84,6 +149,51 @@ impl Topology {
                 )
                 .await?;
         }
-        Ok(())
+        if !self.retry_delays.is_empty() {
+            declare_queue(&channel, &self.queue.dead_letter_queue(), FieldTable::default()).await?;
+            for delay in &self.retry_delays {
+                declare_queue(&channel, &self.queue.retry_queue(*delay), self.retry_arguments(*delay)).await?;
+            }
+        }
+        let _ = channel.close(200, "declared".into()).await;
+        Ok(declared)
     }
+
+    /// A retry queue holds each message `delay`, then dead-letters it to the work queue
+    /// through the default exchange. It is a quorum queue with at-least-once dead-lettering:
+    /// if the work queue is full at that moment, the message stays here and is moved again
+    /// later, instead of being dropped as a classic queue would.
+    fn retry_arguments(&self, delay: Duration) -> FieldTable {
+        let mut arguments = FieldTable::default();
+        arguments.insert("x-queue-type".into(), string("quorum"));
+        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay.as_millis() as i64));
+        arguments.insert("x-dead-letter-exchange".into(), string(""));
+        arguments.insert("x-dead-letter-routing-key".into(), string(&self.queue.name));
+        arguments.insert("x-dead-letter-strategy".into(), string("at-least-once"));
+        arguments.insert("x-overflow".into(), string("reject-publish"));
+        arguments
+    }
+}
+
+async fn declare_queue(channel: &Channel, name: &str, arguments: FieldTable) -> Result<(), lapin::Error> {
+    channel
+        .queue_declare(
+            ShortString::from(name),
+            QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() },
+            arguments,
+        )
+        .await
+        .map(|_| ())
+}
+
+fn string(value: &str) -> AMQPValue {
+    AMQPValue::LongString(LongString::from(value))
+}
+
+/// The broker's 406: the object exists with different properties.
+pub fn is_precondition_failed(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(amqp) if amqp.kind() == &AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
+    )
 }

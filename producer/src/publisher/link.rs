@@ -4,7 +4,7 @@
 use super::{PublisherSettings, Session};
 use futures_util::StreamExt;
 use shared::{
-    amqp::{ConnectionEvent, connect_with_retry, connection_events, reconnect_delays},
+    amqp::{ConnectionEvent, Reconnector, connection_events},
     readiness::Readiness,
 };
 use std::sync::Arc;
@@ -17,34 +17,31 @@ pub(super) async fn maintain(
     readiness: Readiness,
     stop: CancellationToken,
 ) {
-    let mut setup_delays = reconnect_delays(settings.reconnect_max_delay);
+    let mut reconnector = Reconnector::new(
+        settings.broker.clone(),
+        settings.connection_name.clone(),
+        settings.reconnect_max_delay,
+    );
     loop {
         readiness.set_not_ready("connecting to the broker");
-        let Some(connection) = connect_with_retry(
-            &settings.broker,
-            &settings.connection_name,
-            settings.reconnect_max_delay,
-            &stop,
-        )
-        .await
-        else {
+        let Some(connection) = reconnector.connect(&stop).await else {
             return;
         };
         let mut events = connection_events(&connection);
 
-        if let Err(error) = declare_topology(&connection, &settings).await {
-            tracing::error!(%error, exchange = %settings.topology.exchange, queue = %settings.topology.queue.name, "Cannot declare the topology; will retry.");
-            readiness.set_not_ready(format!("cannot declare the topology: {error}"));
-            let _ = connection
-                .close(200, "topology declaration failed".into())
-                .await;
-            let delay = setup_delays.next().unwrap_or(settings.reconnect_max_delay);
-            tokio::select! {
-                () = stop.cancelled() => return,
-                () = tokio::time::sleep(delay) => continue,
+        let declared = match settings.topology.declare(&connection).await {
+            Ok(declared) => declared,
+            Err(error) => {
+                tracing::error!(%error, exchange = %settings.topology.exchange, queue = %settings.topology.queue.name, "Cannot declare the topology; will retry.");
+                readiness.set_not_ready(format!("cannot declare the topology: {error}"));
+                let _ = connection.close(200, "topology declaration failed".into()).await;
+                continue;
             }
+        };
+        for warning in &declared.warnings {
+            tracing::warn!(%warning, "Topology warning.");
         }
-        setup_delays = reconnect_delays(settings.reconnect_max_delay);
+        readiness.set_warnings(declared.warnings);
 
         let session = Arc::new(Session::new(connection, settings.channels));
         sessions.send_replace(Some(Arc::clone(&session)));
@@ -86,14 +83,4 @@ pub(super) async fn maintain(
         }
         sessions.send_replace(None);
     }
-}
-
-/// Declares on a channel of its own: a refused declaration closes the channel it ran on.
-async fn declare_topology(
-    connection: &lapin::Connection,
-    settings: &PublisherSettings,
-) -> Result<(), lapin::Error> {
-    let channel = connection.create_channel().await?;
-    settings.topology.declare(&channel).await?;
-    channel.close(200, "topology declared".into()).await
 }

@@ -4,9 +4,13 @@ mod address_changes;
 
 pub use address_changes::{Accepted, AddressChangeRequest};
 
-use crate::{extract::BODY_LIMIT_BYTES, publisher::Publisher};
-use axum::{Router, extract::DefaultBodyLimit, routing::post};
+use crate::{error::ApiError, extract::BODY_LIMIT_BYTES, publisher::Publisher};
+use axum::{
+    BoxError, Router, error_handling::HandleErrorLayer, extract::DefaultBodyLimit,
+    response::IntoResponse, routing::post,
+};
 use shared::{http::health_routes, readiness::Readiness};
+use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
 
 /// What the handlers share.
 #[derive(Debug, Clone)]
@@ -14,9 +18,20 @@ pub struct AppState {
     pub publisher: Publisher,
 }
 
-pub fn router(publisher: Publisher, readiness: Readiness) -> Router {
+/// `max_in_flight` bounds the change requests handled at once: the next one is shed with a
+/// 503 straight away, so a flood costs a refusal, not memory.
+pub fn router(publisher: Publisher, readiness: Readiness, max_in_flight: usize) -> Router {
+    let shed_beyond_limit = ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(|_: BoxError| async {
+            ApiError::Overloaded.into_response()
+        }))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(max_in_flight));
     Router::new()
-        .route("/api/v1/address-changes", post(address_changes::create))
+        .route(
+            "/api/v1/address-changes",
+            post(address_changes::create).layer(shed_beyond_limit),
+        )
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .with_state(AppState { publisher })
         .merge(health_routes(readiness))
