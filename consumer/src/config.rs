@@ -56,7 +56,11 @@ impl Config {
     }
 
     pub fn retry_delays(&self) -> Vec<Duration> {
-        self.retry_delays_ms.iter().copied().map(Duration::from_millis).collect()
+        self.retry_delays_ms
+            .iter()
+            .copied()
+            .map(Duration::from_millis)
+            .collect()
     }
 
     pub fn shutdown_grace(&self) -> Duration {

@@ -64,20 +64,28 @@ impl DeadLetters {
         let mut letters = Vec::new();
         while letters.len() < limit {
             let Some(message) = channel
-                .basic_get(self.queue.dead_letter_queue().into(), BasicGetOptions { no_ack: false })
+                .basic_get(
+                    self.queue.dead_letter_queue().into(),
+                    BasicGetOptions { no_ack: false },
+                )
                 .await?
             else {
                 break;
             };
             let delivery = &message.delivery;
             letters.push(DeadLetter {
-                message_id: delivery.properties.message_id().as_ref().map(|id| id.to_string()),
+                message_id: delivery
+                    .properties
+                    .message_id()
+                    .as_ref()
+                    .map(|id| id.to_string()),
                 reason: header_string(&delivery.properties, REASON_HEADER),
                 routing_key: original_routing_key(delivery),
                 dead_lettered_at: header_string(&delivery.properties, DEAD_LETTERED_AT_HEADER),
                 retry_count: retry_count(&delivery.properties),
-                body: serde_json::from_slice(&delivery.data)
-                    .unwrap_or_else(|_| String::from_utf8_lossy(&delivery.data).into_owned().into()),
+                body: serde_json::from_slice(&delivery.data).unwrap_or_else(|_| {
+                    String::from_utf8_lossy(&delivery.data).into_owned().into()
+                }),
             });
         }
         channel.close(200, "listed dead letters".into()).await?;
@@ -89,11 +97,16 @@ impl DeadLetters {
     /// dead-letter queue. Returns how many were moved.
     pub async fn replay(&self, limit: usize) -> Result<usize, DeadLetterError> {
         let channel = self.channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
         let mut replayed = 0;
         while replayed < limit {
             let Some(message) = channel
-                .basic_get(self.queue.dead_letter_queue().into(), BasicGetOptions { no_ack: false })
+                .basic_get(
+                    self.queue.dead_letter_queue().into(),
+                    BasicGetOptions { no_ack: false },
+                )
                 .await?
             else {
                 break;
@@ -107,8 +120,13 @@ impl DeadLetters {
                     headers.insert(key.clone(), value.clone());
                 }
             }
-            let now = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
-            headers.insert(REPLAYED_AT_HEADER.into(), AMQPValue::LongString(LongString::from(now.as_str())));
+            let now = OffsetDateTime::now_utc()
+                .format(&Rfc3339)
+                .unwrap_or_default();
+            headers.insert(
+                REPLAYED_AT_HEADER.into(),
+                AMQPValue::LongString(LongString::from(now.as_str())),
+            );
             headers.insert(
                 ORIGINAL_ROUTING_KEY_HEADER.into(),
                 AMQPValue::LongString(LongString::from(routing_key.as_str())),
@@ -117,7 +135,10 @@ impl DeadLetters {
                 .basic_publish(
                     "".into(),
                     self.queue.name.as_str().into(),
-                    BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                    BasicPublishOptions {
+                        mandatory: true,
+                        ..BasicPublishOptions::default()
+                    },
                     &delivery.data,
                     delivery.properties.clone().with_headers(headers),
                 )
@@ -139,7 +160,11 @@ impl DeadLetters {
     }
 
     async fn channel(&self) -> Result<Channel, DeadLetterError> {
-        let connection = self.connection.borrow().clone().ok_or(DeadLetterError::Unavailable)?;
+        let connection = self
+            .connection
+            .borrow()
+            .clone()
+            .ok_or(DeadLetterError::Unavailable)?;
         Ok(connection.create_channel().await?)
     }
 }

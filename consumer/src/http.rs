@@ -26,10 +26,16 @@ struct AppState {
 
 pub fn router(store: Store, dead_letters: DeadLetters, readiness: Readiness) -> Router {
     Router::new()
-        .route("/api/v1/customers/{customer_id}/address", get(current_address))
+        .route(
+            "/api/v1/customers/{customer_id}/address",
+            get(current_address),
+        )
         .route("/api/v1/dead-letters", get(list_dead_letters))
         .route("/api/v1/dead-letters/replay", post(replay_dead_letters))
-        .with_state(AppState { store, dead_letters })
+        .with_state(AppState {
+            store,
+            dead_letters,
+        })
         .merge(health_routes(readiness))
 }
 
@@ -81,8 +87,15 @@ impl Limit {
 
 /// `GET /api/v1/dead-letters?limit=N`: what is in `<QUEUE>.dlq`, oldest first, and why.
 /// The messages stay in the queue.
-async fn list_dead_letters(State(state): State<AppState>, Query(limit): Query<Limit>) -> Result<Json<serde_json::Value>, Response> {
-    let letters = state.dead_letters.list(limit.get()).await.map_err(dead_letter_error)?;
+async fn list_dead_letters(
+    State(state): State<AppState>,
+    Query(limit): Query<Limit>,
+) -> Result<Json<serde_json::Value>, Response> {
+    let letters = state
+        .dead_letters
+        .list(limit.get())
+        .await
+        .map_err(dead_letter_error)?;
     Ok(Json(serde_json::json!({
         "queue": state.dead_letters.queue_name(),
         "count": letters.len(),
@@ -92,13 +105,25 @@ async fn list_dead_letters(State(state): State<AppState>, Query(limit): Query<Li
 
 /// `POST /api/v1/dead-letters/replay?limit=N`: moves dead letters back into the work queue
 /// with their attempts reset, once the cause is fixed. Answers how many were moved.
-async fn replay_dead_letters(State(state): State<AppState>, Query(limit): Query<Limit>) -> Result<Json<serde_json::Value>, Response> {
-    let replayed = state.dead_letters.replay(limit.get()).await.map_err(dead_letter_error)?;
+async fn replay_dead_letters(
+    State(state): State<AppState>,
+    Query(limit): Query<Limit>,
+) -> Result<Json<serde_json::Value>, Response> {
+    let replayed = state
+        .dead_letters
+        .replay(limit.get())
+        .await
+        .map_err(dead_letter_error)?;
     tracing::info!(replayed, "Dead letters replayed.");
     Ok(Json(serde_json::json!({ "replayed": replayed })))
 }
 
 fn dead_letter_error(error: DeadLetterError) -> Response {
     tracing::warn!(%error, "Dead-letter request failed.");
-    error_response(StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable", error.to_string(), None)
+    error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "broker_unavailable",
+        error.to_string(),
+        None,
+    )
 }

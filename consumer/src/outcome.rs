@@ -41,9 +41,14 @@ pub enum Outcome {
 pub enum Settled {
     Acked(Applied),
     /// Sent to a retry queue; back in the work queue after `delay`.
-    RetryScheduled { attempt: u32, delay: Duration },
+    RetryScheduled {
+        attempt: u32,
+        delay: Duration,
+    },
     /// Sent to `<queue>.dlq`.
-    DeadLettered { reason: String },
+    DeadLettered {
+        reason: String,
+    },
 }
 
 impl Settled {
@@ -87,12 +92,23 @@ impl Settler {
         max_attempts: u32,
     ) -> Result<Self, lapin::Error> {
         let channel = connection.create_channel().await?;
-        channel.confirm_select(ConfirmSelectOptions::default()).await?;
-        Ok(Self { channel, queue, retry_delays, max_attempts })
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await?;
+        Ok(Self {
+            channel,
+            queue,
+            retry_delays,
+            max_attempts,
+        })
     }
 
     /// Tells the broker how `delivery` ended. The only code that acks.
-    pub async fn settle(&self, delivery: &Delivery, outcome: Outcome) -> Result<Settled, SettleError> {
+    pub async fn settle(
+        &self,
+        delivery: &Delivery,
+        outcome: Outcome,
+    ) -> Result<Settled, SettleError> {
         let settled = match outcome {
             Outcome::Ack(applied) => Settled::Acked(applied),
             Outcome::Retry(error) => {
@@ -108,7 +124,10 @@ impl Settler {
                     let mut headers = headers_of(&delivery.properties);
                     headers.insert(RETRY_COUNT_HEADER.into(), AMQPValue::LongUInt(attempt));
                     headers.insert(LAST_ERROR_HEADER.into(), long_string(&error));
-                    headers.insert(ORIGINAL_ROUTING_KEY_HEADER.into(), long_string(&original_routing_key(delivery)));
+                    headers.insert(
+                        ORIGINAL_ROUTING_KEY_HEADER.into(),
+                        long_string(&original_routing_key(delivery)),
+                    );
                     self.publish_to(&queue, delivery, headers).await?;
                     Settled::RetryScheduled { attempt, delay }
                 }
@@ -125,32 +144,54 @@ impl Settler {
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), SettleError> {
         let mut headers = headers_of(&delivery.properties);
         headers.insert(REASON_HEADER.into(), long_string(reason));
-        headers.insert(ORIGINAL_EXCHANGE_HEADER.into(), long_string(delivery.exchange.as_str()));
-        headers.insert(ORIGINAL_ROUTING_KEY_HEADER.into(), long_string(&original_routing_key(delivery)));
-        let now = OffsetDateTime::now_utc().format(&Rfc3339).unwrap_or_default();
+        headers.insert(
+            ORIGINAL_EXCHANGE_HEADER.into(),
+            long_string(delivery.exchange.as_str()),
+        );
+        headers.insert(
+            ORIGINAL_ROUTING_KEY_HEADER.into(),
+            long_string(&original_routing_key(delivery)),
+        );
+        let now = OffsetDateTime::now_utc()
+            .format(&Rfc3339)
+            .unwrap_or_default();
         headers.insert(DEAD_LETTERED_AT_HEADER.into(), long_string(&now));
-        self.publish_to(&self.queue.dead_letter_queue(), delivery, headers).await
+        self.publish_to(&self.queue.dead_letter_queue(), delivery, headers)
+            .await
     }
 
     /// Publishes a copy of `delivery` straight to `queue` (default exchange) and waits for
     /// the broker to confirm it.
-    async fn publish_to(&self, queue: &str, delivery: &Delivery, headers: FieldTable) -> Result<(), SettleError> {
+    async fn publish_to(
+        &self,
+        queue: &str,
+        delivery: &Delivery,
+        headers: FieldTable,
+    ) -> Result<(), SettleError> {
         let properties = delivery.properties.clone().with_headers(headers);
         let confirmation = self
             .channel
             .basic_publish(
                 ShortString::from(""),
                 queue.into(),
-                BasicPublishOptions { mandatory: true, ..BasicPublishOptions::default() },
+                BasicPublishOptions {
+                    mandatory: true,
+                    ..BasicPublishOptions::default()
+                },
                 &delivery.data,
                 properties,
             )
             .await?
             .await?;
-        let not_confirmed = |detail: &str| SettleError::NotConfirmed { queue: queue.to_owned(), detail: detail.to_owned() };
+        let not_confirmed = |detail: &str| SettleError::NotConfirmed {
+            queue: queue.to_owned(),
+            detail: detail.to_owned(),
+        };
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => Err(not_confirmed(returned.reply_text.as_str())),
+            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
+                Err(not_confirmed(returned.reply_text.as_str()))
+            }
             Confirmation::Nack(None) => Err(not_confirmed("nacked")),
             Confirmation::NotRequested => Err(not_confirmed("confirms are off")),
         }
@@ -158,7 +199,10 @@ impl Settler {
 
     fn retry_delay(&self, retries: u32) -> Duration {
         let index = (retries as usize).min(self.retry_delays.len().saturating_sub(1));
-        self.retry_delays.get(index).copied().unwrap_or(Duration::from_secs(1))
+        self.retry_delays
+            .get(index)
+            .copied()
+            .unwrap_or(Duration::from_secs(1))
     }
 }
 

@@ -68,7 +68,9 @@ pub async fn run(
         let connection = Arc::new(connection);
         let mut events = connection_events(&connection);
 
-        let (channel, mut consumer, settler) = match subscribe(&connection, &settings, &readiness).await {
+        let (channel, mut consumer, settler) = match subscribe(&connection, &settings, &readiness)
+            .await
+        {
             Ok(subscription) => subscription,
             Err(error) => {
                 tracing::error!(%error, queue = %settings.topology.queue.name, "Cannot subscribe; will retry.");
@@ -81,12 +83,23 @@ pub async fn run(
         readiness.set_ready();
         tracing::info!(queue = %settings.topology.queue.name, prefetch = settings.prefetch, "Consuming.");
 
-        let ended = consume(&mut consumer, &mut events, &store, &settler, usize::from(settings.prefetch), &stop).await;
+        let ended = consume(
+            &mut consumer,
+            &mut events,
+            &store,
+            &settler,
+            usize::from(settings.prefetch),
+            &stop,
+        )
+        .await;
         connection_slot.send_replace(None);
         match ended {
             Ended::Stopped => {
                 readiness.set_not_ready("shutting down");
-                if let Err(error) = channel.basic_cancel(consumer.tag(), BasicCancelOptions::default()).await {
+                if let Err(error) = channel
+                    .basic_cancel(consumer.tag(), BasicCancelOptions::default())
+                    .await
+                {
                     tracing::warn!(%error, "Could not cancel the subscription cleanly.");
                 }
                 // Closing returns every prefetched, unstarted message to the queue.
@@ -121,7 +134,9 @@ async fn subscribe(
     )
     .await?;
     let channel = connection.create_channel().await?;
-    channel.basic_qos(settings.prefetch, BasicQosOptions::default()).await?;
+    channel
+        .basic_qos(settings.prefetch, BasicQosOptions::default())
+        .await?;
     let consumer = channel
         .basic_consume(
             settings.topology.queue.name.as_str().into(),
@@ -187,7 +202,10 @@ async fn consume(
 /// (the broker went away) ends the subscription: it and the rest of the batch stay unacked
 /// and come back, and the store's record of applied ids makes the second pass a no-op.
 async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> Result<(), String> {
-    let bodies: Vec<&[u8]> = batch.iter().map(|delivery| delivery.data.as_slice()).collect();
+    let bodies: Vec<&[u8]> = batch
+        .iter()
+        .map(|delivery| delivery.data.as_slice())
+        .collect();
     let results = handler::process(store, &bodies).await;
     for (delivery, processed) in batch.iter().zip(results) {
         let event = processed.event.clone();
@@ -204,11 +222,20 @@ async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> 
 
 /// The one log line per message: which event, whose, how it was routed, whether it is a
 /// redelivery, and how it ended.
-fn log_settled(delivery: &Delivery, event: Option<&(uuid::Uuid, shared::domain::CustomerId)>, settled: &Settled) {
+fn log_settled(
+    delivery: &Delivery,
+    event: Option<&(uuid::Uuid, shared::domain::CustomerId)>,
+    settled: &Settled,
+) {
     let (event_id, customer_id) = match event {
         Some((event_id, customer_id)) => (event_id.to_string(), customer_id.to_string()),
         None => (
-            delivery.properties.message_id().as_ref().map(|id| id.to_string()).unwrap_or_default(),
+            delivery
+                .properties
+                .message_id()
+                .as_ref()
+                .map(|id| id.to_string())
+                .unwrap_or_default(),
             String::new(),
         ),
     };
@@ -217,10 +244,26 @@ fn log_settled(delivery: &Delivery, event: Option<&(uuid::Uuid, shared::domain::
     let outcome = settled.label();
     match settled {
         Settled::Acked(_) => {
-            tracing::info!(event_id, customer_id, routing_key, redelivered, outcome, "Message processed.");
+            tracing::info!(
+                event_id,
+                customer_id,
+                routing_key,
+                redelivered,
+                outcome,
+                "Message processed."
+            );
         }
         Settled::RetryScheduled { attempt, delay } => {
-            tracing::warn!(event_id, customer_id, routing_key, redelivered, outcome, attempt, retry_in_ms = delay.as_millis() as u64, "Message processing failed; retry scheduled.");
+            tracing::warn!(
+                event_id,
+                customer_id,
+                routing_key,
+                redelivered,
+                outcome,
+                attempt,
+                retry_in_ms = delay.as_millis() as u64,
+                "Message processing failed; retry scheduled."
+            );
         }
         Settled::DeadLettered { reason } => {
             tracing::warn!(event_id, customer_id, routing_key, redelivered, outcome, %reason, "Message dead-lettered.");

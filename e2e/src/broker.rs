@@ -1,11 +1,21 @@
 //! Which RabbitMQ the tests use: `AMQP_ADDR` if set, else one on 127.0.0.1:5672, else one
 //! started in Docker with testcontainers (kept running and reused by later test runs).
 
-use std::{net::TcpStream, sync::OnceLock, time::Duration};
+use std::{
+    net::TcpStream,
+    process::Command,
+    sync::{
+        OnceLock,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::Duration,
+};
 
 const LOCAL_BROKER: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 /// The container the tests start when there is no broker; reused until removed by hand.
 const CONTAINER_NAME: &str = "change-of-circumstances-test-rabbitmq";
+/// Set when the tests' broker is the container above, so `rabbitmqctl` runs inside it.
+static IN_CONTAINER: AtomicBool = AtomicBool::new(false);
 
 /// The AMQP URI of the broker the tests run against. Panics, saying what to do, when there
 /// is none to be had.
@@ -43,6 +53,7 @@ fn start_container() -> String {
         .with_container_name(CONTAINER_NAME)
         .with_reuse(testcontainers::ReuseDirective::Always)
         .start();
+    IN_CONTAINER.store(true, Ordering::Release);
     match started.and_then(|container| {
         let port = container.get_host_port_ipv4(5672)?;
         // Reused containers are not removed on drop; forgetting it keeps it for later tests.
@@ -59,4 +70,47 @@ fn start_container() -> String {
              `docker run -d -p 5672:5672 rabbitmq:3.13-management`), or set AMQP_ADDR.\n\n"
         ),
     }
+}
+
+/// Runs `rabbitmqctl` against the tests' broker (inside its container when the tests
+/// started one) and returns its standard output. Panics, saying why, if it fails: the
+/// tests that use it inject faults from the broker's side and mean nothing without it.
+pub fn rabbitmqctl(args: &[&str]) -> String {
+    let mut command = if IN_CONTAINER.load(Ordering::Acquire) {
+        let mut docker = Command::new("docker");
+        docker.args(["exec", CONTAINER_NAME, "rabbitmqctl"]);
+        docker
+    } else {
+        Command::new("rabbitmqctl")
+    };
+    let output = command
+        .args(args)
+        .output()
+        .unwrap_or_else(|error| panic!("cannot run rabbitmqctl {args:?} (it must be on PATH, and these tests run as a user allowed to use it): {error}"));
+    assert!(
+        output.status.success(),
+        "rabbitmqctl {args:?} failed: {}",
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Closes, from the broker's side, every connection whose client-given name contains
+/// `name` (what an operator does with "Force Close" in the management UI). Returns how
+/// many were closed.
+pub fn close_connections_named(name: &str) -> usize {
+    let listing = rabbitmqctl(&["list_connections", "-s", "pid", "client_properties"]);
+    let pids: Vec<&str> = listing
+        .lines()
+        .filter(|line| line.contains(name))
+        .filter_map(|line| line.split('\t').next())
+        .collect();
+    for pid in &pids {
+        rabbitmqctl(&[
+            "close_connection",
+            pid,
+            "closed by a test, as by an operator",
+        ]);
+    }
+    pids.len()
 }

@@ -30,20 +30,34 @@ pub struct TestEnv {
     extra_queues: Mutex<Vec<String>>,
     /// Stores of this test's consumers.
     pub data_dir: TempDir,
-    admin: Connection,
+    /// The test's own connection for looking at the broker; replaced if the broker restarts.
+    admin: tokio::sync::Mutex<Connection>,
+}
+
+async fn admin_connection(uri: &str, id: &str) -> Connection {
+    Connection::connect(
+        uri,
+        ConnectionProperties::default().with_connection_name(format!("test-{id}-admin").into()),
+    )
+    .await
+    .unwrap_or_else(|error| panic!("cannot connect to the test broker: {error}"))
 }
 
 impl TestEnv {
+    /// A new channel on the admin connection, reconnecting first if the broker restarted.
+    async fn admin_channel(&self) -> Result<lapin::Channel, lapin::Error> {
+        let mut admin = self.admin.lock().await;
+        if !admin.status().connected() {
+            *admin = admin_connection(&self.uri, &self.id).await;
+        }
+        admin.create_channel().await
+    }
+
     pub async fn new() -> Self {
         shared::telemetry::init_for_tests();
         let uri = broker_uri();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
-        let admin = Connection::connect(
-            &uri,
-            ConnectionProperties::default().with_connection_name(format!("test-admin-{id}").into()),
-        )
-        .await
-        .unwrap_or_else(|error| panic!("cannot connect to the test broker: {error}"));
+        let admin = tokio::sync::Mutex::new(admin_connection(&uri, &id).await);
         Self {
             exchange: format!("test.{id}.events"),
             queue: format!("test.{id}.coc"),
@@ -115,9 +129,52 @@ impl TestEnv {
         }
     }
 
+    /// The environment of a producer process for this test.
+    pub fn producer_env(&self) -> Vec<(String, String)> {
+        self.common_env(&self.connection_name("producer"))
+    }
+
+    /// The environment of a consumer process of the test's queue, with `prefetch`.
+    pub fn consumer_env(&self, prefetch: u16) -> Vec<(String, String)> {
+        let mut env = self.common_env(&self.connection_name(&format!("consumer:{}", self.queue)));
+        let delays: Vec<String> = TEST_RETRY_DELAYS_MS.iter().map(u64::to_string).collect();
+        env.extend([
+            ("PREFETCH".to_owned(), prefetch.to_string()),
+            ("DATABASE_URL".to_owned(), self.database_url(&self.queue)),
+            ("RETRY_DELAYS_MS".to_owned(), delays.join(",")),
+            ("MAX_ATTEMPTS".to_owned(), "3".to_owned()),
+        ]);
+        env
+    }
+
+    fn common_env(&self, connection_name: &str) -> Vec<(String, String)> {
+        [
+            ("AMQP_ADDR", self.uri.as_str()),
+            ("EXCHANGE", &self.exchange),
+            ("QUEUE", &self.queue),
+            ("BINDING_KEYS", "address.changed.#"),
+            ("CONNECTION_NAME", connection_name),
+            ("RECONNECT_MAX_DELAY_SECS", "1"),
+            ("SHUTDOWN_GRACE_SECS", "10"),
+        ]
+        .into_iter()
+        .map(|(key, value)| (key.to_owned(), value.to_owned()))
+        .collect()
+    }
+
+    /// Opens this test's consumer store of `queue` from the test, beside the consumer.
+    pub async fn open_store(&self, queue: &str) -> consumer::store::Store {
+        consumer::store::Store::open(&self.database_url(queue).into())
+            .await
+            .unwrap_or_else(|error| panic!("cannot open the consumer's store: {error}"))
+    }
+
     /// Where this test's consumer of `queue` stores its changes.
     pub fn database_url(&self, queue: &str) -> String {
-        format!("sqlite://{}", self.data_dir.path().join(format!("{queue}.db")).display())
+        format!(
+            "sqlite://{}",
+            self.data_dir.path().join(format!("{queue}.db")).display()
+        )
     }
 
     /// The name this test's `role` connects with: unique, so that a test can find its own
@@ -135,7 +192,7 @@ impl TestEnv {
     /// "Ready" column shows).
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, lapin::Error> {
         // A passive declare of a missing queue closes its channel: use a throwaway one.
-        let channel = self.admin.create_channel().await?;
+        let channel = self.admin_channel().await?;
         let declared = channel
             .queue_declare(
                 queue.into(),
@@ -154,8 +211,7 @@ impl TestEnv {
     /// a duplicate), waiting for the broker's confirm.
     pub async fn publish_raw(&self, routing_key: &str, body: &[u8], properties: BasicProperties) {
         let channel = self
-            .admin
-            .create_channel()
+            .admin_channel()
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         channel
@@ -184,6 +240,40 @@ impl TestEnv {
         let _ = channel.close(200, "done".into()).await;
     }
 
+    /// Publishes `events` as the producer would, all at once on one channel, and waits for
+    /// every confirm.
+    pub async fn publish_events(&self, events: &[shared::event::AddressChanged]) {
+        let channel = self
+            .admin_channel()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        channel
+            .confirm_select(ConfirmSelectOptions::default())
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        let mut confirms = Vec::with_capacity(events.len());
+        for event in events {
+            let message = shared::message::EventMessage::address_changed(event, "test");
+            confirms.push(
+                channel
+                    .basic_publish(
+                        self.exchange.as_str().into(),
+                        message.routing_key.as_str().into(),
+                        BasicPublishOptions::default(),
+                        &message.body,
+                        message.properties,
+                    )
+                    .await
+                    .unwrap_or_else(|error| panic!("{error}")),
+            );
+        }
+        for confirm in confirms {
+            let confirmation = confirm.await.unwrap_or_else(|error| panic!("{error}"));
+            assert!(confirmation.is_ack(), "the broker refused a test event");
+        }
+        let _ = channel.close(200, "done".into()).await;
+    }
+
     /// Publishes `event` to the test's exchange exactly as the producer would.
     pub async fn publish_event(&self, event: &shared::event::AddressChanged) {
         let message = shared::message::EventMessage::address_changed(event, "test");
@@ -194,8 +284,7 @@ impl TestEnv {
     /// Takes one message off `queue` (acknowledging it), to inspect what was published.
     pub async fn take_message(&self, queue: &str) -> Option<lapin::message::Delivery> {
         let channel = self
-            .admin
-            .create_channel()
+            .admin_channel()
             .await
             .unwrap_or_else(|error| panic!("{error}"));
         let message = channel
@@ -218,13 +307,21 @@ impl TestEnv {
                 .iter()
                 .cloned(),
         );
-        let retry_delays: Vec<Duration> = TEST_RETRY_DELAYS_MS.iter().copied().map(Duration::from_millis).collect();
+        let retry_delays: Vec<Duration> = TEST_RETRY_DELAYS_MS
+            .iter()
+            .copied()
+            .map(Duration::from_millis)
+            .collect();
         queues
             .into_iter()
             .flat_map(|name| {
                 shared::topology::Topology {
                     exchange: self.exchange.clone(),
-                    queue: shared::topology::WorkQueue { name, binding_keys: Vec::new(), max_length: 0 },
+                    queue: shared::topology::WorkQueue {
+                        name,
+                        binding_keys: Vec::new(),
+                        max_length: 0,
+                    },
                     retry_delays: retry_delays.clone(),
                 }
                 .queue_names()

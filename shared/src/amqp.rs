@@ -178,7 +178,8 @@ impl Reconnector {
                 self.delays = reconnect_delays(self.max_delay);
             }
         }
-        let connection = connect_with_retry(&self.address, &self.name, self.max_delay, stop).await?;
+        let connection =
+            connect_with_retry(&self.address, &self.name, self.max_delay, stop).await?;
         self.last_connected = Some(tokio::time::Instant::now());
         Some(connection)
     }

@@ -4,7 +4,8 @@
 use crate::{
     amqp::BrokerAddress,
     topology::{
-        DEFAULT_BINDING_KEY, DEFAULT_EXCHANGE, DEFAULT_MAX_LENGTH, DEFAULT_QUEUE, Topology, WorkQueue,
+        DEFAULT_BINDING_KEY, DEFAULT_EXCHANGE, DEFAULT_MAX_LENGTH, DEFAULT_QUEUE, Topology,
+        WorkQueue,
     },
 };
 use std::time::Duration;

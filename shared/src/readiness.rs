@@ -49,7 +49,10 @@ impl Readiness {
     }
 
     pub fn set_warnings(&self, warnings: Vec<String>) {
-        *self.warnings.lock().unwrap_or_else(std::sync::PoisonError::into_inner) = warnings;
+        *self
+            .warnings
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = warnings;
     }
 
     pub fn warnings(&self) -> Vec<String> {

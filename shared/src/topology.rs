@@ -67,7 +67,10 @@ impl WorkQueue {
 
     fn arguments(&self) -> FieldTable {
         let mut arguments = FieldTable::default();
-        arguments.insert("x-max-length".into(), AMQPValue::LongLongInt(i64::from(self.max_length)));
+        arguments.insert(
+            "x-max-length".into(),
+            AMQPValue::LongLongInt(i64::from(self.max_length)),
+        );
         arguments.insert("x-overflow".into(), string("reject-publish"));
         arguments
     }
@@ -85,7 +88,11 @@ impl Topology {
         let mut names = vec![self.queue.name.clone()];
         if !self.retry_delays.is_empty() {
             names.push(self.queue.dead_letter_queue());
-            names.extend(self.retry_delays.iter().map(|delay| self.queue.retry_queue(*delay)));
+            names.extend(
+                self.retry_delays
+                    .iter()
+                    .map(|delay| self.queue.retry_queue(*delay)),
+            );
         }
         names
     }
@@ -104,7 +111,10 @@ impl Topology {
             .exchange_declare(
                 self.exchange.as_str().into(),
                 ExchangeKind::Topic,
-                ExchangeDeclareOptions { durable: true, ..ExchangeDeclareOptions::default() },
+                ExchangeDeclareOptions {
+                    durable: true,
+                    ..ExchangeDeclareOptions::default()
+                },
                 FieldTable::default(),
             )
             .await?;
@@ -124,7 +134,10 @@ impl Topology {
                 channel
                     .queue_declare(
                         work_queue.into(),
-                        QueueDeclareOptions { passive: true, ..QueueDeclareOptions::default() },
+                        QueueDeclareOptions {
+                            passive: true,
+                            ..QueueDeclareOptions::default()
+                        },
                         FieldTable::default(),
                     )
                     .await?;
@@ -136,7 +149,11 @@ impl Topology {
         self.finish_declaring(connection, declared).await
     }
 
-    async fn finish_declaring(&self, connection: &Connection, declared: Declared) -> Result<Declared, lapin::Error> {
+    async fn finish_declaring(
+        &self,
+        connection: &Connection,
+        declared: Declared,
+    ) -> Result<Declared, lapin::Error> {
         let channel = connection.create_channel().await?;
         for key in &self.queue.binding_keys {
             channel
@@ -150,9 +167,19 @@ impl Topology {
                 .await?;
         }
         if !self.retry_delays.is_empty() {
-            declare_queue(&channel, &self.queue.dead_letter_queue(), FieldTable::default()).await?;
+            declare_queue(
+                &channel,
+                &self.queue.dead_letter_queue(),
+                FieldTable::default(),
+            )
+            .await?;
             for delay in &self.retry_delays {
-                declare_queue(&channel, &self.queue.retry_queue(*delay), self.retry_arguments(*delay)).await?;
+                declare_queue(
+                    &channel,
+                    &self.queue.retry_queue(*delay),
+                    self.retry_arguments(*delay),
+                )
+                .await?;
             }
         }
         let _ = channel.close(200, "declared".into()).await;
@@ -166,7 +193,10 @@ impl Topology {
     fn retry_arguments(&self, delay: Duration) -> FieldTable {
         let mut arguments = FieldTable::default();
         arguments.insert("x-queue-type".into(), string("quorum"));
-        arguments.insert("x-message-ttl".into(), AMQPValue::LongLongInt(delay.as_millis() as i64));
+        arguments.insert(
+            "x-message-ttl".into(),
+            AMQPValue::LongLongInt(delay.as_millis() as i64),
+        );
         arguments.insert("x-dead-letter-exchange".into(), string(""));
         arguments.insert("x-dead-letter-routing-key".into(), string(&self.queue.name));
         arguments.insert("x-dead-letter-strategy".into(), string("at-least-once"));
@@ -175,11 +205,18 @@ impl Topology {
     }
 }
 
-async fn declare_queue(channel: &Channel, name: &str, arguments: FieldTable) -> Result<(), lapin::Error> {
+async fn declare_queue(
+    channel: &Channel,
+    name: &str,
+    arguments: FieldTable,
+) -> Result<(), lapin::Error> {
     channel
         .queue_declare(
             ShortString::from(name),
-            QueueDeclareOptions { durable: true, ..QueueDeclareOptions::default() },
+            QueueDeclareOptions {
+                durable: true,
+                ..QueueDeclareOptions::default()
+            },
             arguments,
         )
         .await

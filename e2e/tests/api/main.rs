@@ -4,5 +4,6 @@
 
 mod consumer_applies;
 mod end_to_end;
+mod failures;
 mod producer_accepts;
 mod producer_refuses;

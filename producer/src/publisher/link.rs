@@ -34,7 +34,9 @@ pub(super) async fn maintain(
             Err(error) => {
                 tracing::error!(%error, exchange = %settings.topology.exchange, queue = %settings.topology.queue.name, "Cannot declare the topology; will retry.");
                 readiness.set_not_ready(format!("cannot declare the topology: {error}"));
-                let _ = connection.close(200, "topology declaration failed".into()).await;
+                let _ = connection
+                    .close(200, "topology declaration failed".into())
+                    .await;
                 continue;
             }
         };

@@ -1,0 +1,145 @@
+//! The consumer as a real process, sent real signals in the middle of a drain: SIGKILL
+//! loses nothing and applies nothing twice; SIGTERM settles what it started and leaves the
+//! rest queued.
+
+use e2e::{TestEnv, address_changed, eventually, process::ServiceProcess};
+use nix::sys::signal::Signal;
+use std::time::Duration;
+
+const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
+
+const N: usize = 600;
+
+/// Queues `N` changes, one per customer, with the consumer not running.
+async fn queue_changes(env: &TestEnv) -> Vec<uuid::Uuid> {
+    let events: Vec<_> = (0..N)
+        .map(|i| {
+            address_changed(
+                &format!("C-{i}"),
+                &format!("{i} Fishergate"),
+                "PR1 2HE",
+                "2026-12-01",
+            )
+        })
+        .collect();
+    env.publish_events(&events).await;
+    events.iter().map(|event| event.event_id).collect()
+}
+
+async fn recorded_at_least(store: &consumer::store::Store, count: i64) {
+    eventually(
+        &format!("at least {count} changes to be recorded"),
+        Duration::from_secs(30),
+        || async {
+            match store.events_recorded().await {
+                Ok(n) if n >= count => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+}
+
+async fn drained(env: &TestEnv, store: &consumer::store::Store) {
+    eventually(
+        "the queue to drain and every change to be recorded",
+        Duration::from_secs(60),
+        || async {
+            let depth = env.queue_depth(&env.queue).await.unwrap();
+            let recorded = store.events_recorded().await.unwrap();
+            if depth == 0 && recorded == N as i64 {
+                Ok(())
+            } else {
+                Err((depth, recorded))
+            }
+        },
+    )
+    .await;
+}
+
+async fn each_applied_once(store: &consumer::store::Store, ids: &[uuid::Uuid]) {
+    for (i, id) in ids.iter().enumerate() {
+        assert_eq!(
+            store.times_recorded(*id).await.unwrap(),
+            1,
+            "change {i} recorded once"
+        );
+        let current = store
+            .current_address(&shared::domain::CustomerId::parse(&format!("C-{i}")).unwrap())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(current.event_id, *id);
+    }
+}
+
+#[tokio::test]
+async fn a_consumer_killed_mid_drain_loses_nothing_and_applies_nothing_twice() {
+    let env = TestEnv::new().await;
+    // Declare the topology (and the store) once, then stop: the queue fills with no consumer.
+    ServiceProcess::start(CONSUMER, &env.consumer_env(1))
+        .await
+        .signal(Signal::SIGTERM);
+    let ids = queue_changes(&env).await;
+    let store = env.open_store(&env.queue).await;
+
+    // Prefetch 1: one message per transaction, so the drain takes long enough to interrupt.
+    let consumer = ServiceProcess::start(CONSUMER, &env.consumer_env(1)).await;
+    recorded_at_least(&store, 50).await;
+    consumer.signal(Signal::SIGKILL);
+    consumer.exited(Duration::from_secs(5)).await;
+    let recorded = store.events_recorded().await.unwrap();
+    assert!(
+        recorded < N as i64,
+        "the kill came mid-drain ({recorded} of {N})"
+    );
+
+    let restarted = ServiceProcess::start(CONSUMER, &env.consumer_env(32)).await;
+    drained(&env, &store).await;
+    each_applied_once(&store, &ids).await;
+    restarted.signal(Signal::SIGTERM);
+    assert!(restarted.exited(Duration::from_secs(15)).await.success());
+}
+
+#[tokio::test]
+async fn sigterm_to_the_consumer_mid_drain_settles_what_it_started_and_leaves_the_rest_queued() {
+    let env = TestEnv::new().await;
+    ServiceProcess::start(CONSUMER, &env.consumer_env(1))
+        .await
+        .signal(Signal::SIGTERM);
+    let ids = queue_changes(&env).await;
+    let store = env.open_store(&env.queue).await;
+
+    let consumer = ServiceProcess::start(CONSUMER, &env.consumer_env(1)).await;
+    recorded_at_least(&store, 50).await;
+    consumer.signal(Signal::SIGTERM);
+    assert!(
+        consumer.exited(Duration::from_secs(15)).await.success(),
+        "a clean exit within the grace period"
+    );
+
+    // Every message is either recorded (and acked) or back in the queue, never both:
+    // nothing committed was left unacked, nothing unacked was lost.
+    let recorded = store.events_recorded().await.unwrap();
+    let queued = env.queue_depth(&env.queue).await.unwrap();
+    assert!(
+        recorded < N as i64,
+        "the signal came mid-drain ({recorded} of {N})"
+    );
+    assert_eq!(
+        recorded + i64::from(queued),
+        N as i64,
+        "recorded {recorded} + queued {queued}"
+    );
+
+    let restarted = ServiceProcess::start(CONSUMER, &env.consumer_env(32)).await;
+    drained(&env, &store).await;
+    each_applied_once(&store, &ids).await;
+    assert_eq!(
+        restarted.processed_with_outcome("duplicate"),
+        0,
+        "no message was processed twice"
+    );
+    restarted.signal(Signal::SIGTERM);
+    assert!(restarted.exited(Duration::from_secs(15)).await.success());
+}

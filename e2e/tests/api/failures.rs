@@ -1,0 +1,338 @@
+//! Failure is normal: poison messages, passing failures, a full queue, a changed queue
+//! setting, and connections closed by the broker. Each fault is injected for real.
+
+use e2e::{
+    TestConsumer, TestEnv, TestProducer, address_changed, broker::close_connections_named,
+    change_of_address, eventually, faults::StoreFault,
+};
+use reqwest::StatusCode;
+use shared::http::ErrorBody;
+use std::time::Duration;
+
+const WITHIN: Duration = Duration::from_secs(15);
+
+async fn depth_becomes(env: &TestEnv, queue: &str, expected: u32) {
+    eventually(
+        &format!("{queue} to hold {expected} messages"),
+        WITHIN,
+        || async {
+            match env.queue_depth(queue).await {
+                Ok(depth) if depth == expected => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+}
+
+async fn applied(consumer: &TestConsumer, event_id: uuid::Uuid) {
+    eventually("the change to be applied", WITHIN, || async {
+        match consumer.store.times_recorded(event_id).await {
+            Ok(1) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+}
+
+async fn dead_letters(consumer: &TestConsumer) -> serde_json::Value {
+    let response = consumer
+        .http
+        .get(format!("{}/api/v1/dead-letters", consumer.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), StatusCode::OK);
+    response.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn poison_messages_go_to_the_dead_letter_queue_at_once_and_the_rest_keep_flowing() {
+    let env = TestEnv::new().await;
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+    let good = [
+        address_changed("C-1", "1 Fishergate", "PR1 2HE", "2026-12-01"),
+        address_changed("C-2", "2 Fishergate", "PR1 2HE", "2026-12-01"),
+    ];
+    let mut future_version: serde_json::Value = serde_json::from_slice(&good[0].to_json()).unwrap();
+    future_version["schema_version"] = 2.into();
+    let mut invalid: serde_json::Value = serde_json::from_slice(&good[1].to_json()).unwrap();
+    invalid["new_address"]["postcode"] = "not a postcode".into();
+
+    env.publish_raw("address.changed.pr", b"{not json", Default::default())
+        .await;
+    env.publish_event(&good[0]).await;
+    env.publish_raw(
+        "address.changed.pr",
+        future_version.to_string().as_bytes(),
+        Default::default(),
+    )
+    .await;
+    env.publish_raw(
+        "address.changed.pr",
+        invalid.to_string().as_bytes(),
+        Default::default(),
+    )
+    .await;
+    env.publish_event(&good[1]).await;
+
+    let dlq = format!("{}.dlq", env.queue);
+    depth_becomes(&env, &dlq, 3).await;
+    applied(&consumer, good[0].event_id).await;
+    applied(&consumer, good[1].event_id).await;
+    depth_becomes(&env, &env.queue, 0).await;
+
+    let listed = dead_letters(&consumer).await;
+    assert_eq!(listed["count"], 3);
+    let reasons: Vec<&str> = listed["dead_letters"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|l| l["reason"].as_str().unwrap())
+        .collect();
+    assert!(
+        reasons[0].contains("not a JSON event envelope"),
+        "{reasons:?}"
+    );
+    assert!(
+        reasons[1].contains("schema_version 2 is not supported"),
+        "{reasons:?}"
+    );
+    assert!(reasons[2].contains("new_address.postcode"), "{reasons:?}");
+    assert!(
+        listed["dead_letters"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|l| l["routing_key"] == "address.changed.pr")
+    );
+    depth_becomes(&env, &dlq, 3).await; // listing leaves them where they are
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_that_fails_for_a_passing_reason_waits_in_a_retry_queue_and_is_then_applied() {
+    let env = TestEnv::new().await;
+    let mut config = env.consumer_config();
+    config.max_attempts = 100;
+    let consumer = TestConsumer::start(config).await;
+    let fault = StoreFault::reject_changes_for(&env.database_url(&env.queue), "C-FLAKY").await;
+    let flaky = address_changed("C-FLAKY", "1 Fishergate", "PR1 2HE", "2026-12-01");
+    let steady = address_changed("C-STEADY", "2 Fishergate", "PR1 2HE", "2026-12-01");
+
+    env.publish_event(&flaky).await;
+    env.publish_event(&steady).await;
+
+    applied(&consumer, steady.event_id).await;
+    let retry_queues = [
+        format!("{}.retry.200ms", env.queue),
+        format!("{}.retry.400ms", env.queue),
+    ];
+    eventually(
+        "the failing change to wait in a retry queue",
+        WITHIN,
+        || async {
+            let mut waiting = 0;
+            for queue in &retry_queues {
+                waiting += env.queue_depth(queue).await.unwrap_or(0);
+            }
+            if waiting == 1 { Ok(()) } else { Err(waiting) }
+        },
+    )
+    .await;
+    assert_eq!(
+        consumer.store.times_recorded(flaky.event_id).await.unwrap(),
+        0
+    );
+
+    fault.heal().await;
+    applied(&consumer, flaky.event_id).await;
+    assert_eq!(consumer.address_of("C-FLAKY").await.0, StatusCode::OK);
+    assert_eq!(
+        env.queue_depth(&format!("{}.dlq", env.queue))
+            .await
+            .unwrap(),
+        0
+    );
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn a_change_that_keeps_failing_is_dead_lettered_after_max_attempts_and_replayed_once_fixed() {
+    let env = TestEnv::new().await;
+    let consumer = TestConsumer::start(env.consumer_config()).await; // MAX_ATTEMPTS=3 in tests
+    let fault = StoreFault::reject_changes_for(&env.database_url(&env.queue), "C-BROKEN").await;
+    let broken = address_changed("C-BROKEN", "1 Fishergate", "PR1 2HE", "2026-12-01");
+
+    env.publish_event(&broken).await;
+
+    let dlq = format!("{}.dlq", env.queue);
+    depth_becomes(&env, &dlq, 1).await;
+    let listed = dead_letters(&consumer).await;
+    let letter = &listed["dead_letters"][0];
+    assert_eq!(letter["message_id"], broken.event_id.to_string());
+    assert_eq!(letter["routing_key"], "address.changed.pr");
+    assert_eq!(
+        letter["retry_count"], 2,
+        "delivered 3 times: first try and 2 retries"
+    );
+    let reason = letter["reason"].as_str().unwrap();
+    assert!(
+        reason.contains("gave up after 3 attempts") && reason.contains("injected fault"),
+        "{reason}"
+    );
+    assert_eq!(
+        consumer
+            .store
+            .times_recorded(broken.event_id)
+            .await
+            .unwrap(),
+        0
+    );
+
+    fault.heal().await;
+    let replay = consumer
+        .http
+        .post(format!("{}/api/v1/dead-letters/replay", consumer.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(replay.status(), StatusCode::OK);
+    assert_eq!(
+        replay.json::<serde_json::Value>().await.unwrap()["replayed"],
+        1
+    );
+
+    applied(&consumer, broken.event_id).await;
+    depth_becomes(&env, &dlq, 0).await;
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn at_its_bound_the_queue_refuses_more_and_the_producer_answers_503_until_it_drains() {
+    let env = TestEnv::new().await;
+    let mut producer_config = env.producer_config();
+    producer_config.queue.max_length = 5;
+    let mut consumer_config = env.consumer_config();
+    consumer_config.queue.max_length = 5;
+    let producer = TestProducer::start(producer_config).await;
+
+    for i in 0..5 {
+        let response = producer
+            .post_change(&change_of_address(&format!("C-{i}"), "PR1 2HE"))
+            .await;
+        assert_eq!(response.status(), StatusCode::ACCEPTED);
+    }
+    let refused = producer
+        .post_change(&change_of_address("C-5", "PR1 2HE"))
+        .await;
+    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(refused.headers().get("retry-after").is_some());
+    assert_eq!(
+        refused.json::<ErrorBody>().await.unwrap().error.code,
+        "publish_rejected"
+    );
+    assert_eq!(
+        env.queue_depth(&env.queue).await.unwrap(),
+        5,
+        "the refused change was not queued"
+    );
+
+    let consumer = TestConsumer::start(consumer_config).await;
+    depth_becomes(&env, &env.queue, 0).await;
+    let accepted = producer
+        .post_change(&change_of_address("C-5", "PR1 2HE"))
+        .await;
+    assert_eq!(
+        accepted.status(),
+        StatusCode::ACCEPTED,
+        "accepted again once drained"
+    );
+    producer.stop().await;
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn a_queue_declared_earlier_with_other_arguments_does_not_stop_start_up() {
+    let env = TestEnv::new().await;
+    let mut first = env.producer_config();
+    first.queue.max_length = 10;
+    TestProducer::start(first).await.stop().await;
+
+    let mut changed = env.producer_config();
+    changed.queue.max_length = 20;
+    let producer = TestProducer::start(changed).await;
+    let mut consumer_config = env.consumer_config();
+    consumer_config.queue.max_length = 20;
+    let consumer = TestConsumer::start(consumer_config).await;
+
+    let ready: serde_json::Value = producer
+        .http
+        .get(format!("{}/readyz", producer.url))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["status"], "ready");
+    let warning = ready["warnings"][0].as_str().unwrap_or_default();
+    assert!(
+        warning.contains("QUEUE_MAX_LENGTH=20") && warning.contains("delete_queue"),
+        "{ready}"
+    );
+    let response = producer
+        .post_change(&change_of_address("C-1", "PR1 2HE"))
+        .await;
+    assert_eq!(response.status(), StatusCode::ACCEPTED);
+    eventually("the consumer to apply it", WITHIN, || async {
+        match consumer.address_of("C-1").await {
+            (StatusCode::OK, _) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+    producer.stop().await;
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn each_service_recovers_by_itself_when_the_broker_closes_its_connection() {
+    let env = TestEnv::new().await;
+    let producer = TestProducer::start(env.producer_config()).await;
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+
+    for (round, role) in ["producer", &format!("consumer:{}", env.queue)]
+        .into_iter()
+        .enumerate()
+    {
+        let name = env.connection_name(role);
+        let closed = tokio::task::spawn_blocking(move || close_connections_named(&name))
+            .await
+            .unwrap();
+        assert_eq!(closed, 1, "the {role}'s connection was found and closed");
+
+        let customer = format!("C-{round}");
+        let event_id = eventually(
+            &format!("the producer to accept again after the {role} lost its connection"),
+            WITHIN,
+            || async {
+                let response = producer
+                    .post_change(&change_of_address(&customer, "PR1 2HE"))
+                    .await;
+                match response.status() {
+                    StatusCode::ACCEPTED => Ok(response
+                        .json::<producer::routes::Accepted>()
+                        .await
+                        .unwrap()
+                        .event_id),
+                    status => Err(status),
+                }
+            },
+        )
+        .await;
+        applied(&consumer, event_id).await;
+    }
+    producer.stop().await;
+    consumer.stop().await;
+}

@@ -1,0 +1,305 @@
+//! Faults of the whole broker: a restart in the middle of a stream of posts, and a memory
+//! alarm that blocks publishing. They affect every client of the broker, so they live in a
+//! test binary of their own (cargo runs test binaries one after another) and take turns.
+
+use e2e::{
+    TestConsumer, TestEnv, TestProducer, broker::rabbitmqctl, change_of_address, eventually,
+};
+use reqwest::StatusCode;
+use std::{
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    time::{Duration, Instant},
+};
+use tokio::sync::Mutex;
+
+/// One broker-wide fault at a time.
+static ONE_AT_A_TIME: Mutex<()> = Mutex::const_new(());
+
+/// Stops the broker application; starts it again when dropped, even if the test panicked.
+struct BrokerStopped;
+
+impl BrokerStopped {
+    async fn now() -> Self {
+        tokio::task::spawn_blocking(|| rabbitmqctl(&["stop_app"]))
+            .await
+            .unwrap();
+        Self
+    }
+
+    async fn start_again(self) {
+        tokio::task::spawn_blocking(|| {
+            rabbitmqctl(&["start_app"]);
+            rabbitmqctl(&["await_startup"]);
+        })
+        .await
+        .unwrap();
+        std::mem::forget(self);
+    }
+}
+
+impl Drop for BrokerStopped {
+    fn drop(&mut self) {
+        rabbitmqctl(&["start_app"]);
+        rabbitmqctl(&["await_startup"]);
+    }
+}
+
+/// Raises a memory alarm (the broker then blocks publishers); clears it when dropped.
+struct MemoryAlarm(String);
+
+impl MemoryAlarm {
+    async fn raise() -> Self {
+        tokio::task::spawn_blocking(|| {
+            let watermark =
+                rabbitmqctl(&["eval", "vm_memory_monitor:get_vm_memory_high_watermark()."]);
+            rabbitmqctl(&["set_vm_memory_high_watermark", "0.000001"]);
+            Self(watermark.trim().to_owned())
+        })
+        .await
+        .unwrap()
+    }
+}
+
+impl Drop for MemoryAlarm {
+    fn drop(&mut self) {
+        // A plain fraction (the default, 0.4) restores as it was read.
+        let watermark = if self.0.parse::<f64>().is_ok() {
+            self.0.as_str()
+        } else {
+            "0.4"
+        };
+        rabbitmqctl(&["set_vm_memory_high_watermark", watermark]);
+    }
+}
+
+/// What one post got.
+struct Posted {
+    customer: String,
+    status: StatusCode,
+    code: String,
+    event_id: Option<uuid::Uuid>,
+}
+
+#[tokio::test]
+async fn a_broker_restart_mid_stream_loses_no_accepted_change_and_both_services_recover_by_themselves()
+ {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new().await;
+    let producer = TestProducer::start(env.producer_config()).await;
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+    let posted: Arc<Mutex<Vec<Posted>>> = Arc::default();
+    let stop_posting = Arc::new(AtomicBool::new(false));
+
+    let poster = {
+        let (posted, stop_posting, http, url) = (
+            Arc::clone(&posted),
+            Arc::clone(&stop_posting),
+            producer.http.clone(),
+            producer.url.clone(),
+        );
+        tokio::spawn(async move {
+            let mut i = 0;
+            while !stop_posting.load(Ordering::Acquire) {
+                let customer = format!("C-{i}");
+                let response = http
+                    .post(format!("{url}/api/v1/address-changes"))
+                    .json(&change_of_address(&customer, "PR1 2HE"))
+                    .send()
+                    .await
+                    .unwrap();
+                let status = response.status();
+                let body: serde_json::Value = response.json().await.unwrap();
+                let event_id = body["event_id"]
+                    .as_str()
+                    .map(|id| uuid::Uuid::parse_str(id).unwrap());
+                let code = body["error"]["code"]
+                    .as_str()
+                    .unwrap_or_default()
+                    .to_owned();
+                posted.lock().await.push(Posted {
+                    customer,
+                    status,
+                    code,
+                    event_id,
+                });
+                i += 1;
+                // Paces the stream; the test's waits do not depend on it.
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+        })
+    };
+    let count = |status: StatusCode, code: &'static str| {
+        let posted = Arc::clone(&posted);
+        move || {
+            let posted = Arc::clone(&posted);
+            async move {
+                let n = posted
+                    .lock()
+                    .await
+                    .iter()
+                    .filter(|p| p.status == status && p.code == code)
+                    .count();
+                Ok::<usize, ()>(n)
+            }
+        }
+    };
+    let at_least = |what: &'static str, status: StatusCode, code: &'static str, n: usize| {
+        let count = count(status, code);
+        async move {
+            eventually(what, Duration::from_secs(30), || async {
+                let seen = count().await.unwrap_or(0);
+                if seen >= n { Ok(()) } else { Err(seen) }
+            })
+            .await;
+        }
+    };
+
+    at_least(
+        "changes accepted before the restart",
+        StatusCode::ACCEPTED,
+        "",
+        50,
+    )
+    .await;
+    let stopped = BrokerStopped::now().await;
+    at_least(
+        "posts refused while the broker is down",
+        StatusCode::SERVICE_UNAVAILABLE,
+        "broker_unavailable",
+        20,
+    )
+    .await;
+    assert!(
+        !producer.readiness.is_ready() && !consumer.readiness.is_ready(),
+        "neither is ready without a broker"
+    );
+    let accepted_before = count(StatusCode::ACCEPTED, "")().await.unwrap_or(0);
+    stopped.start_again().await;
+
+    at_least(
+        "changes accepted after the restart",
+        StatusCode::ACCEPTED,
+        "",
+        accepted_before + 50,
+    )
+    .await;
+    stop_posting.store(true, Ordering::Release);
+    poster.await.unwrap();
+    eventually(
+        "the consumer to be ready again",
+        Duration::from_secs(30),
+        || async {
+            if consumer.readiness.is_ready() {
+                Ok(())
+            } else {
+                Err(consumer.readiness.status())
+            }
+        },
+    )
+    .await;
+    eventually("the queue to drain", Duration::from_secs(30), || async {
+        match env.queue_depth(&env.queue).await {
+            Ok(0) => Ok(()),
+            other => Err(other),
+        }
+    })
+    .await;
+
+    let posted = posted.lock().await;
+    for post in posted.iter() {
+        let (status, body) = consumer.address_of(&post.customer).await;
+        match (post.status, post.code.as_str()) {
+            (StatusCode::ACCEPTED, _) => {
+                assert_eq!(
+                    status,
+                    StatusCode::OK,
+                    "{} got 202 but was not applied",
+                    post.customer
+                );
+                assert_eq!(body["event_id"], post.event_id.unwrap().to_string());
+            }
+            // Refused before anything was sent: it cannot have been applied.
+            (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable") => {
+                assert_eq!(
+                    status,
+                    StatusCode::NOT_FOUND,
+                    "{} got 503 but was applied",
+                    post.customer
+                );
+            }
+            // In flight when the broker went away: the client was told to retry, which is
+            // safe with an Idempotency-Key whichever way it went.
+            (StatusCode::SERVICE_UNAVAILABLE, "broker_error" | "publish_timeout") => {}
+            (status, code) => panic!("unexpected answer {status} {code}"),
+        }
+    }
+    producer.stop().await;
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn while_the_broker_blocks_publishers_the_producer_answers_503_at_once() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new().await;
+    let producer = TestProducer::start(env.producer_config()).await;
+    assert_eq!(
+        producer
+            .post_change(&change_of_address("C-0", "PR1 2HE"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+
+    let alarm = MemoryAlarm::raise().await;
+    let refused = eventually(
+        "the producer to refuse changes while blocked",
+        Duration::from_secs(15),
+        || async {
+            let started = Instant::now();
+            let response = producer
+                .post_change(&change_of_address("C-1", "PR1 2HE"))
+                .await;
+            let took = started.elapsed();
+            let status = response.status();
+            let code = response.json::<serde_json::Value>().await.unwrap()["error"]["code"].clone();
+            if status == StatusCode::SERVICE_UNAVAILABLE && code == "broker_blocked" {
+                Ok(took)
+            } else {
+                Err((status, code))
+            }
+        },
+    )
+    .await;
+    assert!(
+        refused < Duration::from_secs(1),
+        "refused in {refused:?}, not after a timeout"
+    );
+    let ready = producer
+        .http
+        .get(format!("{}/readyz", producer.url))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
+
+    drop(alarm);
+    eventually(
+        "the producer to accept again once unblocked",
+        Duration::from_secs(15),
+        || async {
+            match producer
+                .post_change(&change_of_address("C-2", "PR1 2HE"))
+                .await
+                .status()
+            {
+                StatusCode::ACCEPTED => Ok(()),
+                status => Err(status),
+            }
+        },
+    )
+    .await;
+    producer.stop().await;
+}
