@@ -12,7 +12,10 @@ CREATE TABLE applied_events (
     -- takes effect later had already been applied, so it is kept here only.
     outcome         TEXT NOT NULL,
     payload         TEXT NOT NULL,
-    recorded_at     TEXT NOT NULL
+    recorded_at     TEXT NOT NULL,
+    -- Which consumer instance applied it (its connection name): shows competing
+    -- consumers sharing the work.
+    recorded_by     TEXT NOT NULL
 );
 
 CREATE INDEX applied_events_by_customer ON applied_events (customer_id);

@@ -36,7 +36,10 @@ impl Application {
     /// Opens the store (a bad `DATABASE_URL` fails here, at start-up, not at the first
     /// message) and binds `config.http_addr` (port 0 picks a free port).
     pub async fn build(config: Config) -> Result<Self, StartError> {
-        let store = Store::open(&config.database_url()).await?;
+        let connection_name = config
+            .broker
+            .connection_name(&format!("consumer:{}", config.queue.queue));
+        let store = Store::open(&config.database_url(), &connection_name).await?;
         tracing::info!(database = store.description(), "Store open.");
         let listener = TcpListener::bind(config.http_addr).await?;
         let worker = WorkerSettings {
@@ -47,9 +50,7 @@ impl Application {
             },
             prefetch: config.prefetch,
             max_attempts: config.max_attempts,
-            connection_name: config
-                .broker
-                .connection_name(&format!("consumer:{}", config.queue.queue)),
+            connection_name,
             reconnect_max_delay: config.broker.reconnect_max_delay(),
         };
         Ok(Self {

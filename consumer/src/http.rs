@@ -2,13 +2,16 @@
 
 use crate::{
     dead_letters::{DeadLetterError, DeadLetters},
-    store::{CurrentAddress, Store},
+    handler::{self, Processed},
+    outcome::Outcome,
+    store::{Applied, CurrentAddress, Store},
 };
 use axum::{
     Json, Router,
+    body::Bytes,
     extract::{Path, Query, State},
     http::StatusCode,
-    response::Response,
+    response::{IntoResponse, Response},
     routing::{get, post},
 };
 use serde::Deserialize;
@@ -26,6 +29,7 @@ struct AppState {
 
 pub fn router(store: Store, dead_letters: DeadLetters, readiness: Readiness) -> Router {
     Router::new()
+        .route("/api/v1/address-changes", post(apply_change))
         .route(
             "/api/v1/customers/{customer_id}/address",
             get(current_address),
@@ -37,6 +41,64 @@ pub fn router(store: Store, dead_letters: DeadLetters, readiness: Readiness) -> 
             dead_letters,
         })
         .merge(health_routes(readiness))
+}
+
+/// `POST /api/v1/address-changes`: the synchronous path. The body is the same
+/// `address.changed` envelope the queue carries, and it goes through the same processing
+/// and store, so a change applied over HTTP and delivered again by the broker (or retried
+/// by the producer) is applied once.
+///
+/// 201 when recorded now (`outcome` `updated`, or `superseded` by a later change), 200 when
+/// it had been applied before (`duplicate`), 422 for a body that is not a valid event, 503
+/// when the store cannot record it. Only a 2xx means the change is recorded.
+async fn apply_change(State(state): State<AppState>, body: Bytes) -> Response {
+    let Some(Processed { outcome, event }) = handler::process(&state.store, &[&body]).await.pop()
+    else {
+        return error_response(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "internal_error",
+            "No result.",
+            None,
+        );
+    };
+    let event_id = event
+        .as_ref()
+        .map(|(id, _)| id.to_string())
+        .unwrap_or_default();
+    match outcome {
+        Outcome::Ack(applied) => {
+            let status = if applied == Applied::Duplicate {
+                StatusCode::OK
+            } else {
+                StatusCode::CREATED
+            };
+            tracing::info!(
+                event_id,
+                outcome = applied.as_str(),
+                "Change applied over HTTP."
+            );
+            (
+                status,
+                Json(serde_json::json!({ "event_id": event_id, "outcome": applied.as_str() })),
+            )
+                .into_response()
+        }
+        Outcome::DeadLetter(reason) => error_response(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "invalid_event",
+            reason,
+            None,
+        ),
+        Outcome::Retry(reason) => {
+            tracing::warn!(event_id, %reason, "Change not applied over HTTP.");
+            error_response(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "store_unavailable",
+                format!("The change was not recorded: {reason}"),
+                None,
+            )
+        }
+    }
 }
 
 /// `GET /api/v1/customers/{customer_id}/address`: 200 with the current address, 404 when

@@ -70,6 +70,8 @@ pub struct Store {
     pool: AnyPool,
     /// The URL with any password masked, for logs.
     description: String,
+    /// Recorded with every event this instance applies.
+    instance: String,
 }
 
 impl fmt::Debug for Store {
@@ -83,7 +85,7 @@ impl fmt::Debug for Store {
 impl Store {
     /// Opens (creating if needed) the database at `url` and brings its schema up to date.
     /// `sqlite://path/to/file.db` or `postgres://user:password@host/db`.
-    pub async fn open(url: &SecretString) -> Result<Self, StoreError> {
+    pub async fn open(url: &SecretString, instance: &str) -> Result<Self, StoreError> {
         sqlx::any::install_default_drivers();
         let url = url.expose_secret();
         let sqlite = url.starts_with("sqlite:");
@@ -101,6 +103,7 @@ impl Store {
         Ok(Self {
             pool,
             description: redact(url),
+            instance: instance.to_owned(),
         })
     }
 
@@ -115,7 +118,7 @@ impl Store {
         let mut transaction = self.pool.begin().await?;
         let mut results = Vec::with_capacity(events.len());
         for event in events {
-            results.push(apply_one(&mut transaction, event).await?);
+            results.push(apply_one(&mut transaction, event, &self.instance).await?);
         }
         transaction.commit().await?;
         Ok(results)
@@ -152,6 +155,18 @@ impl Store {
         Ok(row.try_get("n")?)
     }
 
+    /// How many events each instance recorded, by instance name. For tests and diagnostics.
+    pub async fn events_recorded_by_instance(&self) -> Result<Vec<(String, i64)>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT recorded_by, COUNT(*) AS n FROM applied_events GROUP BY recorded_by ORDER BY recorded_by",
+        )
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter()
+            .map(|row| Ok((row.try_get("recorded_by")?, row.try_get("n")?)))
+            .collect()
+    }
+
     /// Whether the database answers; part of the consumer's readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
@@ -166,6 +181,7 @@ impl Store {
 async fn apply_one(
     connection: &mut AnyConnection,
     event: &AddressChanged,
+    instance: &str,
 ) -> Result<Applied, StoreError> {
     let event_id = event.event_id.to_string();
     let effective_date = event.effective_date.to_string();
@@ -176,8 +192,8 @@ async fn apply_one(
     // here and then finds it taken, so two instances can never both apply one event.
     let claimed = sqlx::query(
         "INSERT INTO applied_events \
-         (event_id, customer_id, effective_date, occurred_at_us, outcome, payload, recorded_at) \
-         VALUES ($1, $2, $3, $4, 'applied', $5, $6) ON CONFLICT (event_id) DO NOTHING",
+         (event_id, customer_id, effective_date, occurred_at_us, outcome, payload, recorded_at, recorded_by) \
+         VALUES ($1, $2, $3, $4, 'applied', $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
     )
     .bind(&event_id)
     .bind(event.customer_id.as_str())
@@ -185,6 +201,7 @@ async fn apply_one(
     .bind(occurred_at_us)
     .bind(String::from_utf8_lossy(&event.to_json()).into_owned())
     .bind(&now)
+    .bind(instance)
     .execute(&mut *connection)
     .await?
     .rows_affected();

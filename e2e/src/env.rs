@@ -107,6 +107,9 @@ impl TestEnv {
             queue: self.queue_config(&self.queue, &["address.changed.#"]),
             publish_timeout_ms: 5_000,
             publish_channels: 16,
+            // Nothing listens there: tests of the synchronous path set it.
+            consumer_url: "http://127.0.0.1:1".to_owned(),
+            consumer_timeout_ms: 2_000,
             max_in_flight_requests: 512,
             shutdown_grace_secs: 10,
         }
@@ -164,7 +167,7 @@ impl TestEnv {
 
     /// Opens this test's consumer store of `queue` from the test, beside the consumer.
     pub async fn open_store(&self, queue: &str) -> consumer::store::Store {
-        consumer::store::Store::open(&self.database_url(queue).into())
+        consumer::store::Store::open(&self.database_url(queue).into(), "test")
             .await
             .unwrap_or_else(|error| panic!("cannot open the consumer's store: {error}"))
     }

@@ -5,6 +5,7 @@
 pub mod broker;
 pub mod env;
 pub mod faults;
+pub mod postgres;
 pub mod process;
 pub mod services;
 pub mod wait;

@@ -2,8 +2,9 @@
 
 use crate::{
     config::Config,
+    consumer_client::ConsumerClient,
     publisher::{Publisher, PublisherSettings, PublisherTask},
-    routes,
+    routes::{self, AppState},
 };
 use shared::{config::topology, http, readiness::Readiness};
 use std::{net::SocketAddr, time::Duration};
@@ -42,7 +43,10 @@ impl Application {
         let request_timeout = config.publish_timeout() + Duration::from_secs(5);
         let router = http::with_common_layers(
             routes::router(
-                publisher.clone(),
+                AppState {
+                    publisher: publisher.clone(),
+                    consumer: ConsumerClient::new(&config.consumer_url, config.consumer_timeout()),
+                },
                 readiness.clone(),
                 config.max_in_flight_requests as usize,
             ),

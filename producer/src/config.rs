@@ -30,6 +30,15 @@ pub struct Config {
     #[arg(long, env = "PUBLISH_CHANNELS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub publish_channels: u32,
 
+    /// Base URL of the consumer, for the synchronous path only
+    /// (`POST /api/v1/sync/address-changes`); the asynchronous path never calls it.
+    #[arg(long, env = "CONSUMER_URL", default_value = "http://127.0.0.1:8081")]
+    pub consumer_url: String,
+
+    /// How long the synchronous path waits for the consumer before answering 504.
+    #[arg(long, env = "CONSUMER_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
+    pub consumer_timeout_ms: u64,
+
     /// Most change requests handled at once; beyond it a request is refused at once with
     /// 503 rather than queued, so a flood cannot grow the producer's memory without limit.
     #[arg(long, env = "MAX_IN_FLIGHT_REQUESTS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
@@ -43,6 +52,10 @@ pub struct Config {
 impl Config {
     pub fn publish_timeout(&self) -> Duration {
         Duration::from_millis(self.publish_timeout_ms)
+    }
+
+    pub fn consumer_timeout(&self) -> Duration {
+        Duration::from_millis(self.consumer_timeout_ms)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

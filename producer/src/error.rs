@@ -1,6 +1,6 @@
 //! Every way a request can fail, and the status and JSON body the client gets for each.
 
-use crate::publisher::PublishError;
+use crate::{consumer_client::SyncError, publisher::PublishError};
 use axum::{
     http::{HeaderValue, StatusCode, header::RETRY_AFTER},
     response::{IntoResponse, Response},
@@ -37,6 +37,12 @@ pub enum ApiError {
     /// `publish_timeout` or `broker_error`, with `Retry-After`: nothing was accepted.
     #[error("the change was not queued: {0}")]
     Publish(#[from] PublishError),
+    /// Synchronous path only. 503 `consumer_unavailable`, 504 `consumer_timeout` or 502
+    /// `consumer_failed`: the consumer did not record the change, and the message says so.
+    #[error(
+        "The change was NOT recorded: {0}. Retry later; with the same Idempotency-Key a retry can never apply it twice."
+    )]
+    NotRecorded(SyncError),
 }
 
 impl ApiError {
@@ -50,6 +56,15 @@ impl ApiError {
             }
             Self::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
+            Self::NotRecorded(SyncError::Unreachable { .. }) => {
+                (StatusCode::SERVICE_UNAVAILABLE, "consumer_unavailable")
+            }
+            Self::NotRecorded(SyncError::Timeout(_)) => {
+                (StatusCode::GATEWAY_TIMEOUT, "consumer_timeout")
+            }
+            Self::NotRecorded(SyncError::Failed { .. }) => {
+                (StatusCode::BAD_GATEWAY, "consumer_failed")
+            }
             Self::Publish(error) => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 match error {

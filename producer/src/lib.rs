@@ -3,6 +3,7 @@
 
 mod app;
 pub mod config;
+pub mod consumer_client;
 mod error;
 mod extract;
 mod idempotency;

@@ -5,5 +5,6 @@
 mod consumer_applies;
 mod end_to_end;
 mod failures;
+mod patterns;
 mod producer_accepts;
 mod producer_refuses;

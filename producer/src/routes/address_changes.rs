@@ -37,18 +37,24 @@ pub struct Accepted {
     pub status: String,
 }
 
+/// The event for a validated request: its id derived from the `Idempotency-Key` when
+/// there is one, the effective date defaulted to today.
+pub fn new_event(request: AddressChangeRequest, key: Option<&IdempotencyKey>) -> AddressChanged {
+    AddressChanged {
+        event_id: idempotency::event_id(&request.customer_id, key),
+        occurred_at: OffsetDateTime::now_utc(),
+        customer_id: request.customer_id,
+        new_address: request.new_address,
+        effective_date: request.effective_date.unwrap_or_else(EffectiveDate::today),
+    }
+}
+
 pub async fn create(
     State(state): State<AppState>,
     key: Option<IdempotencyKey>,
     JsonBody(request): JsonBody<AddressChangeRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let event = AddressChanged {
-        event_id: idempotency::event_id(&request.customer_id, key.as_ref()),
-        occurred_at: OffsetDateTime::now_utc(),
-        customer_id: request.customer_id,
-        new_address: request.new_address,
-        effective_date: request.effective_date.unwrap_or_else(EffectiveDate::today),
-    };
+    let event = new_event(request, key.as_ref());
     let message = EventMessage::address_changed(&event, APP_ID);
     let routing_key = message.routing_key.clone();
     if let Err(error) = state.publisher.publish(message).await {

@@ -1,10 +1,15 @@
 //! The producer's HTTP API.
 
 mod address_changes;
+mod sync_address_changes;
 
 pub use address_changes::{Accepted, AddressChangeRequest};
+pub use sync_address_changes::Applied;
 
-use crate::{error::ApiError, extract::BODY_LIMIT_BYTES, publisher::Publisher};
+use crate::{
+    consumer_client::ConsumerClient, error::ApiError, extract::BODY_LIMIT_BYTES,
+    publisher::Publisher,
+};
 use axum::{
     BoxError, Router, error_handling::HandleErrorLayer, extract::DefaultBodyLimit,
     response::IntoResponse, routing::post,
@@ -16,11 +21,13 @@ use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
 #[derive(Debug, Clone)]
 pub struct AppState {
     pub publisher: Publisher,
+    /// Only for the synchronous path.
+    pub consumer: ConsumerClient,
 }
 
 /// `max_in_flight` bounds the change requests handled at once: the next one is shed with a
 /// 503 straight away, so a flood costs a refusal, not memory.
-pub fn router(publisher: Publisher, readiness: Readiness, max_in_flight: usize) -> Router {
+pub fn router(state: AppState, readiness: Readiness, max_in_flight: usize) -> Router {
     let shed_beyond_limit = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|_: BoxError| async {
             ApiError::Overloaded.into_response()
@@ -30,9 +37,13 @@ pub fn router(publisher: Publisher, readiness: Readiness, max_in_flight: usize) 
     Router::new()
         .route(
             "/api/v1/address-changes",
-            post(address_changes::create).layer(shed_beyond_limit),
+            post(address_changes::create).layer(shed_beyond_limit.clone()),
+        )
+        .route(
+            "/api/v1/sync/address-changes",
+            post(sync_address_changes::create).layer(shed_beyond_limit),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .with_state(AppState { publisher })
+        .with_state(state)
         .merge(health_routes(readiness))
 }
