@@ -8,7 +8,7 @@ use crate::{
     store::{Store, StoreError},
     worker::{self, WorkerSettings},
 };
-use shared::{config::topology, readiness::Readiness, topology::Topology};
+use shared::{config::topology, queue_stats, readiness::Readiness, topology::Topology};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
@@ -29,6 +29,8 @@ pub struct Application {
     store: Store,
     readiness: Readiness,
     worker: WorkerSettings,
+    /// Where the queue-depth gauges of the work queue and its DLQ are read from.
+    stats_source: queue_stats::Source,
     shutdown_grace: Duration,
 }
 
@@ -39,9 +41,11 @@ impl Application {
         let connection_name = config
             .broker
             .connection_name(&format!("consumer:{}", config.queue.queue));
+        crate::metrics::install();
         let store = Store::open(&config.database_url(), &connection_name).await?;
         tracing::info!(database = store.description(), "Store open.");
         let listener = TcpListener::bind(config.http_addr).await?;
+        let stats_source = config.broker.queue_stats_source(&connection_name);
         let worker = WorkerSettings {
             broker: config.broker.amqp_addr.clone(),
             topology: Topology {
@@ -58,6 +62,7 @@ impl Application {
             store,
             readiness: Readiness::new("connecting to the broker"),
             worker,
+            stats_source,
             shutdown_grace: config.shutdown_grace(),
         })
     }
@@ -79,6 +84,15 @@ impl Application {
     /// the connection is closed, and the HTTP server drains.
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "Consumer listening.");
+        let background = CancellationToken::new();
+        let queue = &self.worker.topology.queue;
+        queue_stats::watch(
+            "consumer",
+            self.stats_source,
+            vec![queue.name.clone(), queue.dead_letter_queue()],
+            Duration::from_secs(1),
+            background.clone(),
+        );
         let (connection_slot, connection) = watch::channel(None);
         let dead_letters = DeadLetters::new(connection, self.worker.topology.queue.clone());
         let worker = tokio::spawn(worker::run(
@@ -90,6 +104,7 @@ impl Application {
         ));
         let router = shared::http::with_common_layers(
             http::router(self.store.clone(), dead_letters, self.readiness.clone()),
+            "consumer",
             Duration::from_secs(10),
         );
         let server = shared::http::serve(self.listener, router, shutdown.clone());
@@ -108,6 +123,7 @@ impl Application {
                 Ok(())
             }
         };
+        background.cancel();
         self.store.close().await;
         tracing::info!("Consumer stopped.");
         result

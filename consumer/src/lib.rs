@@ -6,6 +6,7 @@ pub mod config;
 pub mod dead_letters;
 pub mod handler;
 mod http;
+pub mod metrics;
 pub mod outcome;
 pub mod store;
 pub mod worker;

@@ -3,7 +3,7 @@
 //! connection is lost. Stops cleanly on cancellation.
 
 use crate::{
-    handler,
+    handler, metrics as metric,
     outcome::{Settled, Settler, original_routing_key},
     store::Store,
 };
@@ -16,12 +16,18 @@ use lapin::{
 };
 use shared::{
     amqp::{BrokerAddress, ConnectionEvent, Reconnector, connection_events},
+    message::EventMessage,
     readiness::Readiness,
     topology::Topology,
+    trace_context::TraceContext,
 };
-use std::{sync::Arc, time::Duration};
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
+use tracing::Instrument;
 
 /// What the worker needs to run.
 #[derive(Debug, Clone)]
@@ -81,6 +87,7 @@ pub async fn run(
         };
         connection_slot.send_replace(Some(Arc::clone(&connection)));
         readiness.set_ready();
+        metrics::gauge!(metric::BROKER_CONNECTED).set(1.0);
         tracing::info!(queue = %settings.topology.queue.name, prefetch = settings.prefetch, "Consuming.");
 
         let ended = consume(
@@ -93,6 +100,7 @@ pub async fn run(
         )
         .await;
         connection_slot.send_replace(None);
+        metrics::gauge!(metric::BROKER_CONNECTED).set(0.0);
         match ended {
             Ended::Stopped => {
                 readiness.set_not_ready("shutting down");
@@ -202,22 +210,51 @@ async fn consume(
 /// (the broker went away) ends the subscription: it and the rest of the batch stay unacked
 /// and come back, and the store's record of applied ids makes the second pass a no-op.
 async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> Result<(), String> {
+    metrics::counter!(metric::DELIVERIES_RECEIVED).increment(batch.len() as u64);
+    let started = Instant::now();
     let bodies: Vec<&[u8]> = batch
         .iter()
         .map(|delivery| delivery.data.as_slice())
         .collect();
     let results = handler::process(store, &bodies).await;
+    let took = started.elapsed().as_secs_f64();
     for (delivery, processed) in batch.iter().zip(results) {
+        metrics::histogram!(metric::PROCESSING_DURATION).record(took);
+        // The producer's trace continues here: this message's log lines carry its trace id.
+        let trace = EventMessage::trace_context_of(&delivery.properties)
+            .map_or_else(TraceContext::new_root, |parent| parent.child());
+        let span = tracing::info_span!("message", trace_id = %trace.trace_id());
         let event = processed.event.clone();
-        match settler.settle(delivery, processed.outcome).await {
-            Ok(settled) => log_settled(delivery, event.as_ref(), &settled),
+        match settler
+            .settle(delivery, processed.outcome)
+            .instrument(span.clone())
+            .await
+        {
+            Ok(settled) => {
+                count(&settled);
+                span.in_scope(|| log_settled(delivery, event.as_ref(), &settled));
+            }
             Err(error) => {
-                tracing::warn!(%error, delivery_tag = delivery.delivery_tag, "Could not settle a delivery; it will be redelivered.");
+                tracing::warn!(parent: &span, %error, delivery_tag = delivery.delivery_tag, "Could not settle a delivery; it will be redelivered.");
                 return Err(error.to_string());
             }
         }
     }
     Ok(())
+}
+
+fn count(settled: &Settled) {
+    match settled {
+        Settled::Acked(applied) => {
+            metrics::counter!(metric::DELIVERIES_ACKED, "outcome" => applied.as_str()).increment(1);
+        }
+        Settled::RetryScheduled { .. } => {
+            metrics::counter!(metric::DELIVERIES_RETRIED).increment(1);
+        }
+        Settled::DeadLettered { .. } => {
+            metrics::counter!(metric::DELIVERIES_DEAD_LETTERED).increment(1);
+        }
+    }
 }
 
 /// The one log line per message: which event, whose, how it was routed, whether it is a

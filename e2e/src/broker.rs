@@ -95,14 +95,15 @@ pub fn rabbitmqctl(args: &[&str]) -> String {
     String::from_utf8_lossy(&output.stdout).into_owned()
 }
 
-/// Closes, from the broker's side, every connection whose client-given name contains
-/// `name` (what an operator does with "Force Close" in the management UI). Returns how
-/// many were closed.
+/// Closes, from the broker's side, every connection whose client-given name is `name`
+/// (what an operator does with "Force Close" in the management UI). Returns how many were
+/// closed.
 pub fn close_connections_named(name: &str) -> usize {
     let listing = rabbitmqctl(&["list_connections", "-s", "pid", "client_properties"]);
+    let quoted = format!("\"{name}\"");
     let pids: Vec<&str> = listing
         .lines()
-        .filter(|line| line.contains(name))
+        .filter(|line| line.contains(&quoted))
         .filter_map(|line| line.split('\t').next())
         .collect();
     for pid in &pids {

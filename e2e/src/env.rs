@@ -85,6 +85,7 @@ impl TestEnv {
             exchange: self.exchange.clone(),
             reconnect_max_delay_secs: 1,
             connection_name: None,
+            management_url: None,
         }
     }
 
@@ -110,6 +111,7 @@ impl TestEnv {
             // Nothing listens there: tests of the synchronous path set it.
             consumer_url: "http://127.0.0.1:1".to_owned(),
             consumer_timeout_ms: 2_000,
+            watch_queues: Vec::new(),
             max_in_flight_requests: 512,
             shutdown_grace_secs: 10,
         }

@@ -6,7 +6,7 @@ use crate::{
     publisher::{Publisher, PublisherSettings, PublisherTask},
     routes::{self, AppState},
 };
-use shared::{config::topology, http, readiness::Readiness};
+use shared::{config::topology, http, queue_stats, readiness::Readiness};
 use std::{net::SocketAddr, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
@@ -19,6 +19,8 @@ pub struct Application {
     readiness: Readiness,
     publisher: Publisher,
     publisher_task: PublisherTask,
+    /// Stops the queue sampler after the server.
+    background: CancellationToken,
     shutdown_grace: Duration,
 }
 
@@ -26,13 +28,23 @@ impl Application {
     /// Binds `config.http_addr` (port 0 picks a free port, as the tests do) and starts
     /// connecting to the broker in the background.
     pub async fn build(config: Config) -> std::io::Result<Self> {
+        crate::metrics::install();
         let listener = TcpListener::bind(config.http_addr).await?;
         let readiness = Readiness::new("connecting to the broker");
+        let connection_name = config.broker.connection_name("producer");
+        let background = CancellationToken::new();
+        let queues = queue_stats::watch(
+            "producer",
+            config.broker.queue_stats_source(&connection_name),
+            config.watched_queues(),
+            Duration::from_secs(1),
+            background.clone(),
+        );
         let (publisher, publisher_task) = Publisher::start(
             PublisherSettings {
                 broker: config.broker.amqp_addr.clone(),
                 topology: topology(&config.broker, &config.queue),
-                connection_name: config.broker.connection_name("producer"),
+                connection_name,
                 channels: config.publish_channels as usize,
                 publish_timeout: config.publish_timeout(),
                 reconnect_max_delay: config.broker.reconnect_max_delay(),
@@ -48,8 +60,10 @@ impl Application {
                     consumer: ConsumerClient::new(&config.consumer_url, config.consumer_timeout()),
                 },
                 readiness.clone(),
+                queues,
                 config.max_in_flight_requests as usize,
             ),
+            "producer",
             request_timeout,
         );
         Ok(Self {
@@ -58,6 +72,7 @@ impl Application {
             readiness,
             publisher,
             publisher_task,
+            background,
             shutdown_grace: config.shutdown_grace(),
         })
     }
@@ -89,6 +104,7 @@ impl Application {
             }
         };
         self.publisher_task.close().await;
+        self.background.cancel();
         tracing::info!("Producer stopped.");
         result
     }

@@ -39,6 +39,11 @@ pub struct Config {
     #[arg(long, env = "CONSUMER_TIMEOUT_MS", default_value_t = 2_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub consumer_timeout_ms: u64,
 
+    /// Comma-separated further queues the live queue view shows besides QUEUE and its
+    /// dead-letter queue, e.g. the subscribers `payments,preston-mailshot`.
+    #[arg(long, env = "WATCH_QUEUES", value_delimiter = ',', default_value = "")]
+    pub watch_queues: Vec<String>,
+
     /// Most change requests handled at once; beyond it a request is refused at once with
     /// 503 rather than queued, so a flood cannot grow the producer's memory without limit.
     #[arg(long, env = "MAX_IN_FLIGHT_REQUESTS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
@@ -52,6 +57,20 @@ pub struct Config {
 impl Config {
     pub fn publish_timeout(&self) -> Duration {
         Duration::from_millis(self.publish_timeout_ms)
+    }
+
+    /// The queues the live view shows: QUEUE, its dead-letter queue, and WATCH_QUEUES with
+    /// theirs.
+    pub fn watched_queues(&self) -> Vec<String> {
+        std::iter::once(self.queue.queue.as_str())
+            .chain(
+                self.watch_queues
+                    .iter()
+                    .map(|name| name.trim())
+                    .filter(|name| !name.is_empty()),
+            )
+            .flat_map(|name| [name.to_owned(), format!("{name}.dlq")])
+            .collect()
     }
 
     pub fn consumer_timeout(&self) -> Duration {

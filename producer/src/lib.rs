@@ -7,6 +7,7 @@ pub mod consumer_client;
 mod error;
 mod extract;
 mod idempotency;
+pub mod metrics;
 pub mod publisher;
 pub mod routes;
 

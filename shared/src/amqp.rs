@@ -21,6 +21,7 @@ const DEFAULT_CONNECTION_TIMEOUT_MS: u64 = 5_000;
 pub struct BrokerAddress {
     uri: SecretString,
     redacted: String,
+    vhost: String,
 }
 
 impl BrokerAddress {
@@ -48,7 +49,13 @@ impl BrokerAddress {
         Ok(Self {
             uri: SecretString::from(input),
             redacted,
+            vhost: uri.vhost,
         })
+    }
+
+    /// The virtual host, decoded (`/` for `%2f`).
+    pub fn vhost(&self) -> &str {
+        &self.vhost
     }
 
     /// The URI with its password replaced by `***`, for logs and error messages.

@@ -32,6 +32,12 @@ pub struct BrokerConfig {
     #[arg(long, env = "RECONNECT_MAX_DELAY_SECS", default_value_t = 30, value_parser = clap::value_parser!(u64).range(1..))]
     pub reconnect_max_delay_secs: u64,
 
+    /// Base URL of RabbitMQ's management API with credentials
+    /// (`http://user:password@host:15672`). When set, queue depths include messages
+    /// delivered but not yet acked; otherwise they come from passive declares (ready only).
+    #[arg(long, env = "MANAGEMENT_URL", hide_env_values = true)]
+    pub management_url: Option<secrecy::SecretString>,
+
     /// Name of this service's connection in the management UI and `rabbitmqctl
     /// list_connections`. Defaults to `<service>@<hostname>`.
     #[arg(long, env = "CONNECTION_NAME")]
@@ -41,6 +47,22 @@ pub struct BrokerConfig {
 impl BrokerConfig {
     pub fn reconnect_max_delay(&self) -> Duration {
         Duration::from_secs(self.reconnect_max_delay_secs)
+    }
+
+    /// Where queue depths are read from: the management API if configured, else passive
+    /// declares on a connection named `<connection name>:monitor`.
+    pub fn queue_stats_source(&self, connection_name: &str) -> crate::queue_stats::Source {
+        use secrecy::ExposeSecret;
+        match &self.management_url {
+            Some(url) => crate::queue_stats::Source::Management {
+                url: url.expose_secret().to_owned(),
+                vhost: self.amqp_addr.vhost().to_owned(),
+            },
+            None => crate::queue_stats::Source::Amqp {
+                broker: self.amqp_addr.clone(),
+                connection_name: format!("{connection_name}:monitor"),
+            },
+        }
     }
 
     /// The configured connection name, or `<role>@<hostname>`.

@@ -1,7 +1,11 @@
 //! The HTTP plumbing both services share: the JSON error body, `/healthz` and `/readyz`,
 //! the middleware stack, and serving until shutdown.
 
-use crate::readiness::{Readiness, Status};
+use crate::{
+    metrics::{self, HttpMetrics},
+    readiness::{Readiness, Status},
+    trace_context::{TRACEPARENT, TraceContext},
+};
 use axum::{
     Json, Router,
     extract::{MatchedPath, State},
@@ -83,11 +87,13 @@ async fn ready(State(readiness): State<Readiness>) -> Response {
     (status, Json(body)).into_response()
 }
 
-/// Adds what every route of both services gets: a JSON 404 for unknown paths and 405 for
-/// wrong methods, a request span (method, matched route, status, latency), a JSON 500
-/// instead of a dropped connection if a handler panics, and an overall request deadline.
-pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
+/// Adds what every route of both services gets: `GET /metrics`, a JSON 404 for unknown
+/// paths and 405 for wrong methods, request metrics, a request span (method, matched route,
+/// status, latency), a JSON 500 instead of a dropped connection if a handler panics, and an
+/// overall request deadline.
+pub fn with_common_layers(router: Router, service: &str, request_timeout: Duration) -> Router {
     router
+        .merge(metrics::routes())
         .fallback(|| async {
             error_response(StatusCode::NOT_FOUND, "not_found", "No such route.", None)
         })
@@ -99,6 +105,10 @@ pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
                 None,
             )
         })
+        .layer(axum::middleware::from_fn_with_state(
+            HttpMetrics::new(service),
+            metrics::track_http,
+        ))
         .layer(CatchPanicLayer::custom(panic_response))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -111,10 +121,33 @@ pub fn with_common_layers(router: Router, request_timeout: Duration) -> Router {
                         .extensions()
                         .get::<MatchedPath>()
                         .map(MatchedPath::as_str);
-                    tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path())
+                    let trace_id = request.extensions().get::<TraceContext>().map(TraceContext::trace_id);
+                    tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path(), trace_id)
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)),
         )
+        .layer(axum::middleware::from_fn(trace_context))
+}
+
+/// Middleware: the request's trace context, continued from its `traceparent` header or
+/// started here, put where handlers and the request span find it, and echoed in the
+/// response's `traceparent` so a client can quote it.
+async fn trace_context(
+    mut request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> Response {
+    let context = request
+        .headers()
+        .get(TRACEPARENT)
+        .and_then(|value| value.to_str().ok())
+        .and_then(TraceContext::parse)
+        .map_or_else(TraceContext::new_root, |parent| parent.child());
+    request.extensions_mut().insert(context);
+    let mut response = next.run(request).await;
+    if let Ok(value) = context.to_string().parse() {
+        response.headers_mut().insert(TRACEPARENT, value);
+    }
+    response
 }
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {

@@ -1,11 +1,15 @@
 //! How an event travels as an AMQP message: body, routing key and the properties every
 //! consumer (and every operator reading the management UI) can rely on.
 
+use crate::trace_context::{TRACEPARENT, TraceContext};
 use crate::{
     event::{AddressChanged, EVENT_TYPE},
     topology::routing_key,
 };
-use lapin::BasicProperties;
+use lapin::{
+    BasicProperties,
+    types::{AMQPValue, LongString},
+};
 
 /// The body's media type.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -36,6 +40,26 @@ impl EventMessage {
             routing_key: routing_key(event),
             body: event.to_json(),
             properties,
+        }
+    }
+
+    /// Carries `context` in the `traceparent` header, so the consumer continues the trace.
+    pub fn with_trace_context(mut self, context: &TraceContext) -> Self {
+        let mut headers = self.properties.headers().clone().unwrap_or_default();
+        headers.insert(
+            TRACEPARENT.into(),
+            AMQPValue::LongString(LongString::from(context.to_string().as_str())),
+        );
+        self.properties = self.properties.with_headers(headers);
+        self
+    }
+
+    /// The trace context a message carries, if any.
+    pub fn trace_context_of(properties: &BasicProperties) -> Option<TraceContext> {
+        match properties.headers().as_ref()?.inner().get(TRACEPARENT)? {
+            AMQPValue::LongString(value) => TraceContext::parse(&value.to_string()),
+            AMQPValue::ShortString(value) => TraceContext::parse(value.as_str()),
+            _ => None,
         }
     }
 

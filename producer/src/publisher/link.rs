@@ -2,6 +2,7 @@
 //! session to the requests, and start again whenever the connection is lost.
 
 use super::{PublisherSettings, Session};
+use crate::metrics::BROKER_CONNECTED;
 use futures_util::StreamExt;
 use shared::{
     amqp::{ConnectionEvent, Reconnector, connection_events},
@@ -48,12 +49,14 @@ pub(super) async fn maintain(
         let session = Arc::new(Session::new(connection, settings.channels));
         sessions.send_replace(Some(Arc::clone(&session)));
         readiness.set_ready();
+        metrics::gauge!(BROKER_CONNECTED).set(1.0);
         tracing::info!(exchange = %settings.topology.exchange, "Ready to publish.");
 
         loop {
             let event = tokio::select! {
                 () = stop.cancelled() => {
                     sessions.send_replace(None);
+                    metrics::gauge!(BROKER_CONNECTED).set(0.0);
                     readiness.set_not_ready("shutting down");
                     if let Err(error) = session.connection.close(200, "producer shutting down".into()).await {
                         tracing::warn!(%error, "Could not close the broker connection cleanly.");
@@ -84,5 +87,6 @@ pub(super) async fn maintain(
             }
         }
         sessions.send_replace(None);
+        metrics::gauge!(BROKER_CONNECTED).set(0.0);
     }
 }

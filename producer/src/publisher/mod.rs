@@ -6,6 +6,7 @@
 mod link;
 mod pool;
 
+use crate::metrics as metric;
 use lapin::{Confirmation, Connection, options::BasicPublishOptions};
 use pool::ChannelPool;
 use shared::{
@@ -13,7 +14,7 @@ use shared::{
 };
 use std::{
     sync::{Arc, Mutex, PoisonError},
-    time::Duration,
+    time::{Duration, Instant},
 };
 use tokio::{sync::watch, task::JoinHandle};
 use tokio_util::sync::CancellationToken;
@@ -117,11 +118,34 @@ impl Publisher {
                 .unwrap_or(Err(PublishError::Timeout(timeout)))
         });
         match publish.await {
-            Ok(outcome) => outcome,
+            Ok(outcome) => {
+                record(&outcome);
+                outcome
+            }
             // The task cannot be cancelled, so only a panic gets here: report it as such.
             Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
         }
     }
+}
+
+/// Counts how each publish ended.
+fn record(outcome: &Result<(), PublishError>) {
+    let name = match outcome {
+        Ok(()) => metric::EVENTS_CONFIRMED,
+        Err(PublishError::Nacked) => metric::EVENTS_NACKED,
+        Err(PublishError::Unroutable { .. }) => metric::EVENTS_RETURNED,
+        Err(error) => {
+            let reason = match error {
+                PublishError::Unavailable => "unavailable",
+                PublishError::Blocked(_) => "blocked",
+                PublishError::Timeout(_) => "timeout",
+                _ => "broker_error",
+            };
+            metrics::counter!(metric::PUBLISH_FAILURES, "reason" => reason).increment(1);
+            return;
+        }
+    };
+    metrics::counter!(name).increment(1);
 }
 
 impl PublisherTask {
@@ -147,7 +171,8 @@ impl Session {
 
     async fn publish(&self, exchange: &str, message: &EventMessage) -> Result<(), PublishError> {
         let lease = self.channels.lease().await?;
-        let confirmation = lease
+        let started = Instant::now();
+        let confirm = lease
             .channel()
             .basic_publish(
                 exchange.into(),
@@ -159,8 +184,10 @@ impl Session {
                 &message.body,
                 message.properties.clone(),
             )
-            .await?
             .await?;
+        metrics::counter!(metric::EVENTS_PUBLISHED).increment(1);
+        let confirmation = confirm.await?;
+        metrics::histogram!(metric::CONFIRM_DURATION).record(started.elapsed().as_secs_f64());
         lease.settled();
         match confirmation {
             Confirmation::Ack(None) => Ok(()),

@@ -6,12 +6,13 @@ use crate::{
     extract::JsonBody,
     idempotency::{self, IdempotencyKey},
 };
-use axum::{Json, extract::State, http::StatusCode};
+use axum::{Extension, Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use shared::{
     domain::{Address, CustomerId, EffectiveDate},
     event::AddressChanged,
     message::EventMessage,
+    trace_context::TraceContext,
 };
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -51,11 +52,12 @@ pub fn new_event(request: AddressChangeRequest, key: Option<&IdempotencyKey>) ->
 
 pub async fn create(
     State(state): State<AppState>,
+    Extension(trace): Extension<TraceContext>,
     key: Option<IdempotencyKey>,
     JsonBody(request): JsonBody<AddressChangeRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
     let event = new_event(request, key.as_ref());
-    let message = EventMessage::address_changed(&event, APP_ID);
+    let message = EventMessage::address_changed(&event, APP_ID).with_trace_context(&trace);
     let routing_key = message.routing_key.clone();
     if let Err(error) = state.publisher.publish(message).await {
         tracing::warn!(event_id = %event.event_id, customer_id = %event.customer_id, %error, "Event not published.");

@@ -1,6 +1,7 @@
 //! The producer's HTTP API.
 
 mod address_changes;
+mod queue_view;
 mod sync_address_changes;
 
 pub use address_changes::{Accepted, AddressChangeRequest};
@@ -11,10 +12,13 @@ use crate::{
     publisher::Publisher,
 };
 use axum::{
-    BoxError, Router, error_handling::HandleErrorLayer, extract::DefaultBodyLimit,
-    response::IntoResponse, routing::post,
+    BoxError, Router,
+    error_handling::HandleErrorLayer,
+    extract::DefaultBodyLimit,
+    response::IntoResponse,
+    routing::{get, post},
 };
-use shared::{http::health_routes, readiness::Readiness};
+use shared::{http::health_routes, queue_stats::QueueWatch, readiness::Readiness};
 use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
 
 /// What the handlers share.
@@ -27,7 +31,12 @@ pub struct AppState {
 
 /// `max_in_flight` bounds the change requests handled at once: the next one is shed with a
 /// 503 straight away, so a flood costs a refusal, not memory.
-pub fn router(state: AppState, readiness: Readiness, max_in_flight: usize) -> Router {
+pub fn router(
+    state: AppState,
+    readiness: Readiness,
+    queues: QueueWatch,
+    max_in_flight: usize,
+) -> Router {
     let shed_beyond_limit = ServiceBuilder::new()
         .layer(HandleErrorLayer::new(|_: BoxError| async {
             ApiError::Overloaded.into_response()
@@ -45,5 +54,11 @@ pub fn router(state: AppState, readiness: Readiness, max_in_flight: usize) -> Ro
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
         .with_state(state)
+        .merge(
+            Router::new()
+                .route("/", get(queue_view::page))
+                .route("/api/v1/queues", get(queue_view::queues))
+                .with_state(queues),
+        )
         .merge(health_routes(readiness))
 }

@@ -1,0 +1,296 @@
+//! How full the queues are, sampled from the broker once a second: for the producer's live
+//! queue view and for both services' queue-depth gauges.
+//!
+//! Without a management URL the sampler uses a passive `queue.declare` on its own
+//! connection, which reports messages ready and consumers. With `MANAGEMENT_URL` it asks
+//! the management HTTP API, which also reports messages delivered but not yet acked.
+
+use crate::amqp::{BrokerAddress, Reconnector};
+use lapin::{Channel, Connection, options::QueueDeclareOptions, types::FieldTable};
+use serde::Serialize;
+use std::{
+    sync::{Arc, RwLock},
+    time::Duration,
+};
+use time::OffsetDateTime;
+use tokio_util::sync::CancellationToken;
+
+/// One queue at one moment. Counts the source cannot tell are `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct QueueStats {
+    pub name: String,
+    /// False when the queue does not exist (yet).
+    pub exists: bool,
+    pub messages_ready: Option<u64>,
+    pub messages_unacked: Option<u64>,
+    pub consumers: Option<u64>,
+}
+
+/// The latest sample of every watched queue.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Snapshot {
+    #[serde(with = "time::serde::rfc3339::option")]
+    pub sampled_at: Option<OffsetDateTime>,
+    /// `amqp` or `management`: which source answered.
+    pub source: &'static str,
+    pub queues: Vec<QueueStats>,
+}
+
+/// Where the numbers come from.
+#[derive(Debug, Clone)]
+pub enum Source {
+    /// Passive declares on a connection of the sampler's own.
+    Amqp {
+        broker: BrokerAddress,
+        connection_name: String,
+    },
+    /// `GET <url>/api/queues/<vhost>/<queue>` of the management plugin; the URL carries
+    /// the credentials (`http://user:password@host:15672`).
+    Management { url: String, vhost: String },
+}
+
+/// A handle on the latest snapshot; cheap to clone.
+#[derive(Debug, Clone, Default)]
+pub struct QueueWatch(Arc<RwLock<Snapshot>>);
+
+impl QueueWatch {
+    pub fn latest(&self) -> Snapshot {
+        self.0
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .clone()
+    }
+}
+
+/// The metric names `describe` registers for `service`; the gauges are labelled by queue.
+fn gauge_names(service: &str) -> (String, String) {
+    (
+        format!("{service}_queue_messages"),
+        format!("{service}_queue_consumers"),
+    )
+}
+
+pub fn describe(service: &str) {
+    let (messages, consumers) = gauge_names(service);
+    metrics::describe_gauge!(
+        messages,
+        "Messages in a watched queue, by queue and state (ready, unacked)."
+    );
+    metrics::describe_gauge!(consumers, "Consumers of a watched queue.");
+}
+
+/// Samples `queues` every `every` until `stop`, publishing each snapshot to the returned
+/// handle and to `<service>_queue_messages` / `<service>_queue_consumers` gauges.
+pub fn watch(
+    service: &'static str,
+    source: Source,
+    queues: Vec<String>,
+    every: Duration,
+    stop: CancellationToken,
+) -> QueueWatch {
+    let watch = QueueWatch::default();
+    let latest = watch.clone();
+    tokio::spawn(async move {
+        match source {
+            Source::Amqp {
+                broker,
+                connection_name,
+            } => {
+                sample_over_amqp(
+                    service,
+                    broker,
+                    connection_name,
+                    &queues,
+                    every,
+                    &latest,
+                    &stop,
+                )
+                .await;
+            }
+            Source::Management { url, vhost } => {
+                sample_over_http(service, &url, &vhost, &queues, every, &latest, &stop).await;
+            }
+        }
+    });
+    watch
+}
+
+async fn sample_over_amqp(
+    service: &'static str,
+    broker: BrokerAddress,
+    connection_name: String,
+    queues: &[String],
+    every: Duration,
+    latest: &QueueWatch,
+    stop: &CancellationToken,
+) {
+    let mut reconnector = Reconnector::new(broker, connection_name, Duration::from_secs(30));
+    while let Some(connection) = reconnector.connect(stop).await {
+        let mut channel: Option<Channel> = None;
+        loop {
+            if !connection.status().connected() {
+                break;
+            }
+            let mut stats = Vec::with_capacity(queues.len());
+            for name in queues {
+                stats.push(declare_passively(&connection, &mut channel, name).await);
+            }
+            publish(service, latest, "amqp", stats);
+            tokio::select! {
+                () = stop.cancelled() => {
+                    let _ = connection.close(200, "sampler stopping".into()).await;
+                    return;
+                }
+                () = tokio::time::sleep(every) => {}
+            }
+        }
+    }
+}
+
+/// A passive declare of a missing queue closes the channel it ran on: the next one opens
+/// a fresh channel.
+async fn declare_passively(
+    connection: &Connection,
+    channel: &mut Option<Channel>,
+    name: &str,
+) -> QueueStats {
+    let missing = QueueStats {
+        name: name.to_owned(),
+        exists: false,
+        messages_ready: None,
+        messages_unacked: None,
+        consumers: None,
+    };
+    if channel.as_ref().is_none_or(|c| !c.status().connected()) {
+        *channel = connection.create_channel().await.ok();
+    }
+    let Some(open) = channel.as_ref() else {
+        return missing;
+    };
+    match open
+        .queue_declare(
+            name.into(),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
+    {
+        Ok(queue) => QueueStats {
+            name: name.to_owned(),
+            exists: true,
+            messages_ready: Some(u64::from(queue.message_count())),
+            messages_unacked: None,
+            consumers: Some(u64::from(queue.consumer_count())),
+        },
+        Err(_) => missing,
+    }
+}
+
+async fn sample_over_http(
+    service: &'static str,
+    url: &str,
+    vhost: &str,
+    queues: &[String],
+    every: Duration,
+    latest: &QueueWatch,
+    stop: &CancellationToken,
+) {
+    let http = reqwest::Client::builder()
+        .timeout(Duration::from_secs(2))
+        .build()
+        .unwrap_or_default();
+    let base = url.trim_end_matches('/');
+    loop {
+        let mut stats = Vec::with_capacity(queues.len());
+        for name in queues {
+            let endpoint = format!(
+                "{base}/api/queues/{}/{}",
+                percent_encode(vhost),
+                percent_encode(name)
+            );
+            let found: Option<serde_json::Value> = match http.get(&endpoint).send().await {
+                Ok(response) if response.status().is_success() => response.json().await.ok(),
+                _ => None,
+            };
+            stats.push(match found {
+                Some(queue) => QueueStats {
+                    name: name.clone(),
+                    exists: true,
+                    messages_ready: queue["messages_ready"].as_u64(),
+                    messages_unacked: queue["messages_unacknowledged"].as_u64(),
+                    consumers: queue["consumers"].as_u64(),
+                },
+                None => QueueStats {
+                    name: name.clone(),
+                    exists: false,
+                    messages_ready: None,
+                    messages_unacked: None,
+                    consumers: None,
+                },
+            });
+        }
+        publish(service, latest, "management", stats);
+        tokio::select! {
+            () = stop.cancelled() => return,
+            () = tokio::time::sleep(every) => {}
+        }
+    }
+}
+
+fn publish(service: &str, latest: &QueueWatch, source: &'static str, queues: Vec<QueueStats>) {
+    let (messages, consumers) = gauge_names(service);
+    for queue in &queues {
+        let gauges = [
+            (&messages, "ready", queue.messages_ready),
+            (&messages, "unacked", queue.messages_unacked),
+        ];
+        for (name, state, value) in gauges {
+            if let Some(value) = value {
+                metrics::gauge!(name.clone(), "queue" => queue.name.clone(), "state" => state)
+                    .set(value as f64);
+            }
+        }
+        if let Some(value) = queue.consumers {
+            metrics::gauge!(consumers.clone(), "queue" => queue.name.clone()).set(value as f64);
+        }
+    }
+    *latest
+        .0
+        .write()
+        .unwrap_or_else(std::sync::PoisonError::into_inner) = Snapshot {
+        sampled_at: Some(OffsetDateTime::now_utc()),
+        source,
+        queues,
+    };
+}
+
+/// Percent-encodes everything but RFC 3986's unreserved characters (the vhost `/` → `%2F`).
+fn percent_encode(segment: &str) -> String {
+    segment
+        .bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => {
+                (b as char).to_string()
+            }
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn vhosts_and_queue_names_are_percent_encoded() {
+        assert_eq!(percent_encode("/"), "%2F");
+        assert_eq!(
+            percent_encode("change-of-circumstances.dlq"),
+            "change-of-circumstances.dlq"
+        );
+        assert_eq!(percent_encode("a b"), "a%20b");
+    }
+}
