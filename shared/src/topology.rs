@@ -105,7 +105,6 @@ impl Topology {
     /// changed) does not stop the service: it is used as it is, and the returned warning says
     /// how to apply the new setting.
     pub async fn declare(&self, connection: &Connection) -> Result<Declared, lapin::Error> {
-        let mut declared = Declared::default();
         let channel = connection.create_channel().await?;
         channel
             .exchange_declare(
@@ -118,43 +117,12 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
+        let warnings = self
+            .declare_work_queue(connection)
+            .await?
+            .into_iter()
+            .collect();
 
-        let work_queue = self.queue.name.as_str();
-        match declare_queue(&channel, work_queue, self.queue.arguments()).await {
-            Ok(()) => {}
-            Err(error) if is_precondition_failed(&error) => {
-                declared.warnings.push(format!(
-                    "queue {work_queue:?} already exists with different arguments, so it is used \
-                     as it is ({error}). To apply the configured ones (QUEUE_MAX_LENGTH={}), stop \
-                     the producers, let the consumers drain the queue, delete it \
-                     (`rabbitmqctl delete_queue {work_queue}`) and restart: it is declared again.",
-                    self.queue.max_length
-                ));
-                let channel = connection.create_channel().await?;
-                channel
-                    .queue_declare(
-                        work_queue.into(),
-                        QueueDeclareOptions {
-                            passive: true,
-                            ..QueueDeclareOptions::default()
-                        },
-                        FieldTable::default(),
-                    )
-                    .await?;
-                return self.finish_declaring(connection, declared).await;
-            }
-            Err(error) => return Err(error),
-        }
-        let _ = channel.close(200, "declared".into()).await;
-        self.finish_declaring(connection, declared).await
-    }
-
-    async fn finish_declaring(
-        &self,
-        connection: &Connection,
-        declared: Declared,
-    ) -> Result<Declared, lapin::Error> {
-        let channel = connection.create_channel().await?;
         for key in &self.queue.binding_keys {
             channel
                 .queue_bind(
@@ -167,23 +135,49 @@ impl Topology {
                 .await?;
         }
         if !self.retry_delays.is_empty() {
-            declare_queue(
-                &channel,
-                &self.queue.dead_letter_queue(),
-                FieldTable::default(),
-            )
-            .await?;
+            let dead_letters = self.queue.dead_letter_queue();
+            declare_queue(&channel, &dead_letters, FieldTable::default()).await?;
             for delay in &self.retry_delays {
-                declare_queue(
-                    &channel,
-                    &self.queue.retry_queue(*delay),
-                    self.retry_arguments(*delay),
-                )
-                .await?;
+                let retry = self.queue.retry_queue(*delay);
+                declare_queue(&channel, &retry, self.retry_arguments(*delay)).await?;
             }
         }
         let _ = channel.close(200, "declared".into()).await;
-        Ok(declared)
+        Ok(Declared { warnings })
+    }
+
+    /// Declares the work queue with its arguments, on a channel of its own. If it exists
+    /// with other arguments, checks that it exists and returns the warning for operators.
+    async fn declare_work_queue(
+        &self,
+        connection: &Connection,
+    ) -> Result<Option<String>, lapin::Error> {
+        let name = self.queue.name.as_str();
+        let channel = connection.create_channel().await?;
+        let mismatch = match declare_queue(&channel, name, self.queue.arguments()).await {
+            Ok(()) => {
+                let _ = channel.close(200, "declared".into()).await;
+                return Ok(None);
+            }
+            Err(error) if is_precondition_failed(&error) => error,
+            Err(error) => return Err(error),
+        };
+        let channel = connection.create_channel().await?;
+        let passive = QueueDeclareOptions {
+            passive: true,
+            ..QueueDeclareOptions::default()
+        };
+        channel
+            .queue_declare(name.into(), passive, FieldTable::default())
+            .await?;
+        let _ = channel.close(200, "checked".into()).await;
+        Ok(Some(format!(
+            "queue {name:?} already exists with different arguments, so it is used as it is \
+             ({mismatch}). To apply the configured ones (QUEUE_MAX_LENGTH={}), stop the \
+             producers, let the consumers drain the queue, delete it (`rabbitmqctl \
+             delete_queue {name}`) and restart: it is declared again.",
+            self.queue.max_length
+        )))
     }
 
     /// A retry queue holds each message `delay`, then dead-letters it to the work queue

@@ -122,8 +122,12 @@ impl Publisher {
                 record(&outcome);
                 outcome
             }
-            // The task cannot be cancelled, so only a panic gets here: report it as such.
-            Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+            // Nothing cancels the task; it fails only by panicking (a bug: let it surface) or
+            // when the runtime shuts down under it.
+            Err(join_error) if join_error.is_panic() => {
+                std::panic::resume_unwind(join_error.into_panic())
+            }
+            Err(_) => Err(PublishError::Unavailable),
         }
     }
 }
