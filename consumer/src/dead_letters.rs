@@ -7,6 +7,7 @@ use crate::outcome::{
 };
 use lapin::{
     Channel, Confirmation, Connection,
+    message::Delivery,
     options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions},
     types::{AMQPValue, FieldTable, LongString},
 };
@@ -63,16 +64,10 @@ impl DeadLetters {
         let channel = self.channel().await?;
         let mut letters = Vec::new();
         while letters.len() < limit {
-            let Some(message) = channel
-                .basic_get(
-                    self.queue.dead_letter_queue().into(),
-                    BasicGetOptions { no_ack: false },
-                )
-                .await?
-            else {
+            let Some(delivery) = self.next(&channel).await? else {
                 break;
             };
-            let delivery = &message.delivery;
+            let delivery = &delivery;
             letters.push(DeadLetter {
                 message_id: delivery
                     .properties
@@ -102,16 +97,9 @@ impl DeadLetters {
             .await?;
         let mut replayed = 0;
         while replayed < limit {
-            let Some(message) = channel
-                .basic_get(
-                    self.queue.dead_letter_queue().into(),
-                    BasicGetOptions { no_ack: false },
-                )
-                .await?
-            else {
+            let Some(delivery) = self.next(&channel).await? else {
                 break;
             };
-            let delivery = message.delivery;
             let routing_key = original_routing_key(&delivery);
             // A fresh start: the attempt count and the reasons of the last run are dropped.
             let mut headers = FieldTable::default();
@@ -157,6 +145,18 @@ impl DeadLetters {
         }
         channel.close(200, "replayed dead letters".into()).await?;
         Ok(replayed)
+    }
+
+    /// The oldest dead letter not yet taken on `channel`, unacknowledged: it returns to
+    /// the queue unless acked before the channel closes.
+    async fn next(&self, channel: &Channel) -> Result<Option<Delivery>, lapin::Error> {
+        let message = channel
+            .basic_get(
+                self.queue.dead_letter_queue().into(),
+                BasicGetOptions { no_ack: false },
+            )
+            .await?;
+        Ok(message.map(|message| message.delivery))
     }
 
     async fn channel(&self) -> Result<Channel, DeadLetterError> {

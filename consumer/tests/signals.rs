@@ -4,11 +4,11 @@
 
 use e2e::{TestEnv, address_changed, eventually, process::ServiceProcess};
 use nix::sys::signal::Signal;
-use std::time::Duration;
+use std::{process::ExitStatus, time::Duration};
 
 const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
 
-const N: usize = 600;
+const N: usize = 1000;
 
 /// Queues `N` changes, one per customer, with the consumer not running.
 async fn queue_changes(env: &TestEnv) -> Vec<uuid::Uuid> {
@@ -41,20 +41,8 @@ async fn recorded_at_least(store: &consumer::store::Store, count: i64) {
 }
 
 async fn drained(env: &TestEnv, store: &consumer::store::Store) {
-    eventually(
-        "the queue to drain and every change to be recorded",
-        Duration::from_secs(60),
-        || async {
-            let depth = env.queue_depth(&env.queue).await.unwrap();
-            let recorded = store.events_recorded().await.unwrap();
-            if depth == 0 && recorded == N as i64 {
-                Ok(())
-            } else {
-                Err((depth, recorded))
-            }
-        },
-    )
-    .await;
+    env.depth_becomes(&env.queue, 0).await;
+    e2e::records_become(store, N as i64).await;
 }
 
 async fn each_applied_once(store: &consumer::store::Store, ids: &[uuid::Uuid]) {
@@ -73,26 +61,36 @@ async fn each_applied_once(store: &consumer::store::Store, ids: &[uuid::Uuid]) {
     }
 }
 
-#[tokio::test]
-async fn a_consumer_killed_mid_drain_loses_nothing_and_applies_nothing_twice() {
-    let env = TestEnv::new().await;
-    // Declare the topology (and the store) once, then stop: the queue fills with no consumer.
+/// Queues `N` changes, starts a consumer with prefetch 1 (one message per transaction, so
+/// the drain takes long enough to interrupt) and sends it `signal` once 50 are recorded.
+/// Returns the events' ids, the store, and how the process exited.
+async fn interrupt_a_drain(
+    env: &TestEnv,
+    signal: Signal,
+) -> (Vec<uuid::Uuid>, consumer::store::Store, ExitStatus) {
+    // Declare the topology and the store once, then stop: the queue fills with no consumer.
     ServiceProcess::start(CONSUMER, &env.consumer_env(1))
         .await
         .signal(Signal::SIGTERM);
-    let ids = queue_changes(&env).await;
+    let ids = queue_changes(env).await;
     let store = env.open_store(&env.queue).await;
 
-    // Prefetch 1: one message per transaction, so the drain takes long enough to interrupt.
     let consumer = ServiceProcess::start(CONSUMER, &env.consumer_env(1)).await;
     recorded_at_least(&store, 50).await;
-    consumer.signal(Signal::SIGKILL);
-    consumer.exited(Duration::from_secs(5)).await;
+    consumer.signal(signal);
+    let exit = consumer.exited(Duration::from_secs(15)).await;
     let recorded = store.events_recorded().await.unwrap();
     assert!(
         recorded < N as i64,
-        "the kill came mid-drain ({recorded} of {N})"
+        "the {signal} came mid-drain ({recorded} of {N})"
     );
+    (ids, store, exit)
+}
+
+#[tokio::test]
+async fn a_consumer_killed_mid_drain_loses_nothing_and_applies_nothing_twice() {
+    let env = TestEnv::new().await;
+    let (ids, store, _) = interrupt_a_drain(&env, Signal::SIGKILL).await;
 
     let restarted = ServiceProcess::start(CONSUMER, &env.consumer_env(32)).await;
     drained(&env, &store).await;
@@ -104,28 +102,13 @@ async fn a_consumer_killed_mid_drain_loses_nothing_and_applies_nothing_twice() {
 #[tokio::test]
 async fn sigterm_to_the_consumer_mid_drain_settles_what_it_started_and_leaves_the_rest_queued() {
     let env = TestEnv::new().await;
-    ServiceProcess::start(CONSUMER, &env.consumer_env(1))
-        .await
-        .signal(Signal::SIGTERM);
-    let ids = queue_changes(&env).await;
-    let store = env.open_store(&env.queue).await;
-
-    let consumer = ServiceProcess::start(CONSUMER, &env.consumer_env(1)).await;
-    recorded_at_least(&store, 50).await;
-    consumer.signal(Signal::SIGTERM);
-    assert!(
-        consumer.exited(Duration::from_secs(15)).await.success(),
-        "a clean exit within the grace period"
-    );
+    let (ids, store, exit) = interrupt_a_drain(&env, Signal::SIGTERM).await;
+    assert!(exit.success(), "a clean exit within the grace period");
 
     // Every message is either recorded (and acked) or back in the queue, never both:
     // nothing committed was left unacked, nothing unacked was lost.
     let recorded = store.events_recorded().await.unwrap();
     let queued = env.queue_depth(&env.queue).await.unwrap();
-    assert!(
-        recorded < N as i64,
-        "the signal came mid-drain ({recorded} of {N})"
-    );
     assert_eq!(
         recorded + i64::from(queued),
         N as i64,

@@ -245,6 +245,21 @@ impl TestEnv {
         let _ = channel.close(200, "done".into()).await;
     }
 
+    /// Waits (with a deadline) until `queue` holds exactly `expected` ready messages.
+    pub async fn depth_becomes(&self, queue: &str, expected: u32) {
+        crate::eventually(
+            &format!("{queue} to hold {expected} ready messages"),
+            crate::WITHIN,
+            || async {
+                match self.queue_depth(queue).await {
+                    Ok(depth) if depth == expected => Ok(()),
+                    other => Err(other),
+                }
+            },
+        )
+        .await;
+    }
+
     /// Publishes `events` as the producer would, all at once on one channel, and waits for
     /// every confirm.
     pub async fn publish_events(&self, events: &[shared::event::AddressChanged]) {

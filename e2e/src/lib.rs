@@ -11,7 +11,11 @@ pub mod services;
 pub mod wait;
 
 pub use env::TestEnv;
-pub use services::{TestConsumer, TestProducer};
+pub use services::{TestConsumer, TestProducer, records_become};
+
+/// How long a test waits for anything the system does by itself (a drain, a reconnection)
+/// before it fails.
+pub const WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
 pub use wait::eventually;
 
 /// A valid request body for `POST /api/v1/address-changes`.

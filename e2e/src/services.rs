@@ -116,6 +116,42 @@ impl TestConsumer {
         )
     }
 
+    /// Waits (with a deadline) until the consumer shows an address for `customer_id`, and
+    /// returns it.
+    pub async fn shows(&self, customer_id: &str) -> serde_json::Value {
+        crate::eventually(
+            &format!("{customer_id}'s address to be applied"),
+            crate::WITHIN,
+            || async {
+                match self.address_of(customer_id).await {
+                    (reqwest::StatusCode::OK, body) => Ok(body),
+                    other => Err(other),
+                }
+            },
+        )
+        .await
+    }
+
+    /// Waits (with a deadline) until the event is recorded, once.
+    pub async fn applied(&self, event_id: uuid::Uuid) {
+        crate::eventually(
+            &format!("event {event_id} to be applied"),
+            crate::WITHIN,
+            || async {
+                match self.store.times_recorded(event_id).await {
+                    Ok(1) => Ok(()),
+                    other => Err(other),
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Waits (with a deadline) until the store has recorded `count` events in all.
+    pub async fn recorded(&self, count: i64) {
+        records_become(&self.store, count).await;
+    }
+
     /// Like SIGTERM: cancels the subscription, settles in-flight messages, closes.
     pub async fn stop(self) {
         self.stop.cancel();
@@ -133,4 +169,19 @@ async fn wait_ready(readiness: &Readiness, what: &str) {
             readiness.status()
         );
     }
+}
+
+/// Waits (with a deadline) until `store` has recorded `count` events in all.
+pub async fn records_become(store: &consumer::store::Store, count: i64) {
+    crate::eventually(
+        &format!("{count} events to be recorded"),
+        crate::WITHIN,
+        || async {
+            match store.events_recorded().await {
+                Ok(n) if n == count => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
 }

@@ -200,13 +200,7 @@ async fn a_broker_restart_mid_stream_loses_no_accepted_change_and_both_services_
         },
     )
     .await;
-    eventually("the queue to drain", Duration::from_secs(30), || async {
-        match env.queue_depth(&env.queue).await {
-            Ok(0) => Ok(()),
-            other => Err(other),
-        }
-    })
-    .await;
+    env.depth_becomes(&env.queue, 0).await;
 
     let posted = posted.lock().await;
     for post in posted.iter() {

@@ -1,27 +1,12 @@
 //! The consumer applies each change once, keeps the newest, and acks only what it stored.
 
-use e2e::{TestConsumer, TestEnv, address_changed, eventually};
+use e2e::{TestConsumer, TestEnv, address_changed};
 use reqwest::StatusCode;
-use std::time::Duration;
 
-const WITHIN: Duration = Duration::from_secs(10);
-
-/// Waits until the consumer has recorded `count` events and the queue is empty.
+/// Waits until the queue is empty and the consumer has recorded `count` events.
 async fn wait_until_drained(env: &TestEnv, consumer: &TestConsumer, count: i64) {
-    eventually(
-        "the queue to drain and the events to be recorded",
-        WITHIN,
-        || async {
-            let recorded = consumer.store.events_recorded().await.unwrap();
-            let depth = env.queue_depth(&env.queue).await.unwrap();
-            if recorded == count && depth == 0 {
-                Ok(())
-            } else {
-                Err((recorded, depth))
-            }
-        },
-    )
-    .await;
+    env.depth_becomes(&env.queue, 0).await;
+    consumer.recorded(count).await;
 }
 
 #[tokio::test]

@@ -1,9 +1,8 @@
 //! Producer → RabbitMQ → consumer, as a user runs them.
 
-use e2e::{TestConsumer, TestEnv, TestProducer, change_of_address, eventually};
+use e2e::{TestConsumer, TestEnv, TestProducer, change_of_address};
 use producer::routes::Accepted;
 use reqwest::StatusCode;
-use std::time::Duration;
 
 #[tokio::test]
 async fn a_posted_change_is_applied_and_shown_normalised_by_the_consumer() {
@@ -17,17 +16,7 @@ async fn a_posted_change_is_applied_and_shown_normalised_by_the_consumer() {
     assert_eq!(response.status(), StatusCode::ACCEPTED);
     let accepted: Accepted = response.json().await.unwrap();
 
-    let body = eventually(
-        "the consumer to show the new address",
-        Duration::from_secs(10),
-        || async {
-            match consumer.address_of("C-1001").await {
-                (StatusCode::OK, body) => Ok(body),
-                other => Err(other),
-            }
-        },
-    )
-    .await;
+    let body = consumer.shows("C-1001").await;
     assert_eq!(body["customer_id"], "C-1001");
     assert_eq!(body["event_id"], accepted.event_id.to_string());
     assert_eq!(body["effective_date"], "2026-12-01");
@@ -72,24 +61,8 @@ async fn with_the_consumer_stopped_the_queue_fills_and_it_drains_when_the_consum
     );
 
     let consumer = TestConsumer::start(env.consumer_config()).await;
-    eventually("the queue to drain", Duration::from_secs(15), || async {
-        match env.queue_depth(&env.queue).await {
-            Ok(0) => Ok(()),
-            other => Err(other),
-        }
-    })
-    .await;
-    eventually(
-        "every change to be recorded",
-        Duration::from_secs(5),
-        || async {
-            match consumer.store.events_recorded().await {
-                Ok(n) if n == N as i64 => Ok(()),
-                other => Err(other),
-            }
-        },
-    )
-    .await;
+    env.depth_becomes(&env.queue, 0).await;
+    consumer.recorded(N as i64).await;
     for (i, event_id) in event_ids.iter().enumerate() {
         assert_eq!(
             consumer.store.times_recorded(*event_id).await.unwrap(),
@@ -121,17 +94,7 @@ async fn a_client_retry_with_the_same_idempotency_key_is_applied_once() {
     let first: Accepted = post().await.unwrap().json().await.unwrap();
     let retry: Accepted = post().await.unwrap().json().await.unwrap();
 
-    eventually(
-        "both deliveries to be processed",
-        Duration::from_secs(10),
-        || async {
-            match env.queue_depth(&env.queue).await {
-                Ok(0) => Ok(()),
-                other => Err(other),
-            }
-        },
-    )
-    .await;
+    env.depth_becomes(&env.queue, 0).await;
     assert_eq!(first.event_id, retry.event_id);
     assert_eq!(
         consumer.store.times_recorded(first.event_id).await.unwrap(),

@@ -7,33 +7,6 @@ use e2e::{
 };
 use reqwest::StatusCode;
 use shared::http::ErrorBody;
-use std::time::Duration;
-
-const WITHIN: Duration = Duration::from_secs(15);
-
-async fn depth_becomes(env: &TestEnv, queue: &str, expected: u32) {
-    eventually(
-        &format!("{queue} to hold {expected} messages"),
-        WITHIN,
-        || async {
-            match env.queue_depth(queue).await {
-                Ok(depth) if depth == expected => Ok(()),
-                other => Err(other),
-            }
-        },
-    )
-    .await;
-}
-
-async fn applied(consumer: &TestConsumer, event_id: uuid::Uuid) {
-    eventually("the change to be applied", WITHIN, || async {
-        match consumer.store.times_recorded(event_id).await {
-            Ok(1) => Ok(()),
-            other => Err(other),
-        }
-    })
-    .await;
-}
 
 async fn dead_letters(consumer: &TestConsumer) -> serde_json::Value {
     let response = consumer
@@ -77,10 +50,10 @@ async fn poison_messages_go_to_the_dead_letter_queue_at_once_and_the_rest_keep_f
     env.publish_event(&good[1]).await;
 
     let dlq = format!("{}.dlq", env.queue);
-    depth_becomes(&env, &dlq, 3).await;
-    applied(&consumer, good[0].event_id).await;
-    applied(&consumer, good[1].event_id).await;
-    depth_becomes(&env, &env.queue, 0).await;
+    env.depth_becomes(&dlq, 3).await;
+    consumer.applied(good[0].event_id).await;
+    consumer.applied(good[1].event_id).await;
+    env.depth_becomes(&env.queue, 0).await;
 
     let listed = dead_letters(&consumer).await;
     assert_eq!(listed["count"], 3);
@@ -106,7 +79,7 @@ async fn poison_messages_go_to_the_dead_letter_queue_at_once_and_the_rest_keep_f
             .iter()
             .all(|l| l["routing_key"] == "address.changed.pr")
     );
-    depth_becomes(&env, &dlq, 3).await; // listing leaves them where they are
+    env.depth_becomes(&dlq, 3).await; // listing leaves them where they are
     consumer.stop().await;
 }
 
@@ -123,14 +96,14 @@ async fn a_change_that_fails_for_a_passing_reason_waits_in_a_retry_queue_and_is_
     env.publish_event(&flaky).await;
     env.publish_event(&steady).await;
 
-    applied(&consumer, steady.event_id).await;
+    consumer.applied(steady.event_id).await;
     let retry_queues = [
         format!("{}.retry.200ms", env.queue),
         format!("{}.retry.400ms", env.queue),
     ];
     eventually(
         "the failing change to wait in a retry queue",
-        WITHIN,
+        e2e::WITHIN,
         || async {
             let mut waiting = 0;
             for queue in &retry_queues {
@@ -146,7 +119,7 @@ async fn a_change_that_fails_for_a_passing_reason_waits_in_a_retry_queue_and_is_
     );
 
     fault.heal().await;
-    applied(&consumer, flaky.event_id).await;
+    consumer.applied(flaky.event_id).await;
     assert_eq!(consumer.address_of("C-FLAKY").await.0, StatusCode::OK);
     assert_eq!(
         env.queue_depth(&format!("{}.dlq", env.queue))
@@ -167,7 +140,7 @@ async fn a_change_that_keeps_failing_is_dead_lettered_after_max_attempts_and_rep
     env.publish_event(&broken).await;
 
     let dlq = format!("{}.dlq", env.queue);
-    depth_becomes(&env, &dlq, 1).await;
+    env.depth_becomes(&dlq, 1).await;
     let listed = dead_letters(&consumer).await;
     let letter = &listed["dead_letters"][0];
     assert_eq!(letter["message_id"], broken.event_id.to_string());
@@ -203,8 +176,8 @@ async fn a_change_that_keeps_failing_is_dead_lettered_after_max_attempts_and_rep
         1
     );
 
-    applied(&consumer, broken.event_id).await;
-    depth_becomes(&env, &dlq, 0).await;
+    consumer.applied(broken.event_id).await;
+    env.depth_becomes(&dlq, 0).await;
     consumer.stop().await;
 }
 
@@ -239,7 +212,7 @@ async fn at_its_bound_the_queue_refuses_more_and_the_producer_answers_503_until_
     );
 
     let consumer = TestConsumer::start(consumer_config).await;
-    depth_becomes(&env, &env.queue, 0).await;
+    env.depth_becomes(&env.queue, 0).await;
     let accepted = producer
         .post_change(&change_of_address("C-5", "PR1 2HE"))
         .await;
@@ -285,13 +258,7 @@ async fn a_queue_declared_earlier_with_other_arguments_does_not_stop_start_up() 
         .post_change(&change_of_address("C-1", "PR1 2HE"))
         .await;
     assert_eq!(response.status(), StatusCode::ACCEPTED);
-    eventually("the consumer to apply it", WITHIN, || async {
-        match consumer.address_of("C-1").await {
-            (StatusCode::OK, _) => Ok(()),
-            other => Err(other),
-        }
-    })
-    .await;
+    consumer.shows("C-1").await;
     producer.stop().await;
     consumer.stop().await;
 }
@@ -315,7 +282,7 @@ async fn each_service_recovers_by_itself_when_the_broker_closes_its_connection()
         let customer = format!("C-{round}");
         let event_id = eventually(
             &format!("the producer to accept again after the {role} lost its connection"),
-            WITHIN,
+            e2e::WITHIN,
             || async {
                 let response = producer
                     .post_change(&change_of_address(&customer, "PR1 2HE"))
@@ -331,7 +298,7 @@ async fn each_service_recovers_by_itself_when_the_broker_closes_its_connection()
             },
         )
         .await;
-        applied(&consumer, event_id).await;
+        consumer.applied(event_id).await;
     }
     producer.stop().await;
     consumer.stop().await;

@@ -2,15 +2,13 @@
 //! routing, publish/subscribe with a new subscriber, and competing consumers.
 
 use e2e::{
-    TestConsumer, TestEnv, TestProducer, address_changed, change_of_address, eventually,
-    faults::StoreFault, postgres::TestDatabase,
+    TestConsumer, TestEnv, TestProducer, address_changed, change_of_address, faults::StoreFault,
+    postgres::TestDatabase,
 };
 use producer::routes::{Accepted, Applied};
 use reqwest::StatusCode;
 use shared::http::ErrorBody;
 use std::time::Duration;
-
-const WITHIN: Duration = Duration::from_secs(15);
 
 async fn post_sync(
     producer: &TestProducer,
@@ -25,30 +23,6 @@ async fn post_sync(
         request = request.header("Idempotency-Key", key);
     }
     request.send().await.unwrap()
-}
-
-async fn shows(consumer: &TestConsumer, customer: &str) -> serde_json::Value {
-    eventually(
-        &format!("{customer}'s address to be applied"),
-        WITHIN,
-        || async {
-            match consumer.address_of(customer).await {
-                (StatusCode::OK, body) => Ok(body),
-                other => Err(other),
-            }
-        },
-    )
-    .await
-}
-
-async fn drained(env: &TestEnv, queue: &str) {
-    eventually(&format!("{queue} to drain"), WITHIN, || async {
-        match env.queue_depth(queue).await {
-            Ok(0) => Ok(()),
-            other => Err(other),
-        }
-    })
-    .await;
 }
 
 #[tokio::test]
@@ -127,9 +101,9 @@ async fn with_the_consumer_down_sync_fails_saying_not_recorded_while_async_queue
     let accepted: Accepted = asynchronous.json().await.unwrap();
 
     let consumer = TestConsumer::start(env.consumer_config()).await;
-    let body = shows(&consumer, "C-ASYNC").await;
+    let body = consumer.shows("C-ASYNC").await;
     assert_eq!(body["event_id"], accepted.event_id.to_string());
-    drained(&env, &env.queue).await;
+    env.depth_becomes(&env.queue, 0).await;
     assert_eq!(
         consumer.address_of("C-SYNC").await.0,
         StatusCode::NOT_FOUND,
@@ -219,12 +193,12 @@ async fn every_subscriber_gets_its_own_copy_and_the_preston_mailshot_only_pr_pos
     }
 
     for subscriber in [&main, &payments] {
-        shows(subscriber, "C-PRESTON").await;
-        shows(subscriber, "C-LANCASTER").await;
+        subscriber.shows("C-PRESTON").await;
+        subscriber.shows("C-LANCASTER").await;
     }
-    shows(&mailshot, "C-PRESTON").await;
+    mailshot.shows("C-PRESTON").await;
     for queue in [&env.queue, &payments_queue, &mailshot_queue] {
-        drained(&env, queue).await;
+        env.depth_becomes(queue, 0).await;
     }
     assert_eq!(
         mailshot.address_of("C-LANCASTER").await.0,
@@ -261,14 +235,8 @@ async fn competing_consumers_apply_each_change_once(env: &TestEnv, database_url:
 
     env.publish_events(&events).await;
 
-    drained(env, &env.queue).await;
-    eventually("every change to be recorded", WITHIN, || async {
-        match first.store.events_recorded().await {
-            Ok(n) if n == N as i64 => Ok(()),
-            other => Err(other),
-        }
-    })
-    .await;
+    env.depth_becomes(&env.queue, 0).await;
+    first.recorded(N as i64).await;
     for event in &events {
         assert_eq!(first.store.times_recorded(event.event_id).await.unwrap(), 1);
     }

@@ -1,9 +1,8 @@
 //! A valid change gets 202 only once the broker holds it, as the contract says.
 
-use e2e::{TestEnv, TestProducer, change_of_address, eventually};
+use e2e::{TestEnv, TestProducer, change_of_address};
 use producer::routes::Accepted;
 use reqwest::StatusCode;
-use std::time::Duration;
 
 #[tokio::test]
 async fn a_valid_change_is_accepted_and_queued_as_a_persistent_event() {
@@ -139,18 +138,7 @@ async fn concurrent_posts_each_get_their_own_confirm() {
             .all(|status| *status == StatusCode::ACCEPTED),
         "{statuses:?}"
     );
-    let depth = eventually(
-        "200 messages in the queue",
-        Duration::from_secs(5),
-        || async {
-            match env.queue_depth(&env.queue).await {
-                Ok(200) => Ok(200),
-                other => Err(other),
-            }
-        },
-    )
-    .await;
-    assert_eq!(depth, 200);
+    env.depth_becomes(&env.queue, 200).await;
     producer.stop().await;
 }
 
