@@ -39,3 +39,87 @@ impl StoreFault {
         self.pool.close().await;
     }
 }
+
+/// A TCP proxy in front of the broker that can go silent: while frozen it forwards
+/// nothing, in either direction, but keeps every connection open — a dead network path,
+/// which only heartbeats can reveal.
+#[derive(Debug)]
+pub struct SilentLink {
+    /// Where clients connect instead of the broker.
+    pub addr: std::net::SocketAddr,
+    frozen: tokio::sync::watch::Sender<bool>,
+    accept: tokio::task::JoinHandle<()>,
+}
+
+impl SilentLink {
+    pub async fn start(broker: std::net::SocketAddr) -> Self {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap_or_else(|error| panic!("cannot bind the proxy: {error}"));
+        let addr = listener
+            .local_addr()
+            .unwrap_or_else(|error| panic!("{error}"));
+        let (frozen, watching) = tokio::sync::watch::channel(false);
+        let accept = tokio::spawn(async move {
+            while let Ok((client, _)) = listener.accept().await {
+                let watching = watching.clone();
+                tokio::spawn(async move {
+                    let Ok(server) = tokio::net::TcpStream::connect(broker).await else {
+                        return;
+                    };
+                    let (client_read, client_write) = client.into_split();
+                    let (server_read, server_write) = server.into_split();
+                    tokio::join!(
+                        forward(client_read, server_write, watching.clone()),
+                        forward(server_read, client_write, watching),
+                    );
+                });
+            }
+        });
+        Self {
+            addr,
+            frozen,
+            accept,
+        }
+    }
+
+    /// From now on, nothing gets through.
+    pub fn freeze(&self) {
+        self.frozen.send_replace(true);
+    }
+
+    /// Traffic flows again (for new connections and any old one still open).
+    pub fn thaw(&self) {
+        self.frozen.send_replace(false);
+    }
+}
+
+impl Drop for SilentLink {
+    fn drop(&mut self) {
+        self.accept.abort();
+    }
+}
+
+async fn forward(
+    mut from: tokio::net::tcp::OwnedReadHalf,
+    mut to: tokio::net::tcp::OwnedWriteHalf,
+    mut frozen: tokio::sync::watch::Receiver<bool>,
+) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut buffer = vec![0; 64 * 1024];
+    loop {
+        let Ok(read) = from.read(&mut buffer).await else {
+            return;
+        };
+        if read == 0 {
+            return;
+        }
+        // Held, not dropped, while frozen: a silent path loses nothing, it just says nothing.
+        if frozen.wait_for(|frozen| !frozen).await.is_err() {
+            return;
+        }
+        if to.write_all(&buffer[..read]).await.is_err() {
+            return;
+        }
+    }
+}

@@ -1,12 +1,14 @@
 //! Failure is normal: poison messages, passing failures, a full queue, a changed queue
 //! setting, and connections closed by the broker. Each fault is injected for real.
 
+use e2e::faults::SilentLink;
 use e2e::{
     TestConsumer, TestEnv, TestProducer, address_changed, broker::close_connections_named,
     change_of_address, eventually, faults::StoreFault,
 };
 use reqwest::StatusCode;
-use shared::http::ErrorBody;
+use shared::{amqp::BrokerAddress, http::ErrorBody};
+use std::{str::FromStr, time::Duration};
 
 async fn dead_letters(consumer: &TestConsumer) -> serde_json::Value {
     let response = consumer
@@ -302,4 +304,72 @@ async fn each_service_recovers_by_itself_when_the_broker_closes_its_connection()
     }
     producer.stop().await;
     consumer.stop().await;
+}
+
+#[tokio::test]
+async fn a_silently_dead_network_path_is_noticed_by_heartbeats_and_the_producer_recovers() {
+    let env = TestEnv::new().await;
+    let broker = lapin::uri::AMQPUri::from_str(&env.uri).unwrap();
+    let target = tokio::net::lookup_host((broker.authority.host.as_str(), broker.authority.port))
+        .await
+        .unwrap()
+        .next()
+        .unwrap();
+    let link = SilentLink::start(target).await;
+    let mut config = env.producer_config();
+    config.publish_timeout_ms = 1_000;
+    // Heartbeats every second: a silent path is noticed in a few seconds.
+    config.broker.amqp_addr = BrokerAddress::parse(&format!(
+        "amqp://{}:{}@{}/{}?heartbeat=1",
+        broker.authority.userinfo.username,
+        broker.authority.userinfo.password,
+        link.addr,
+        broker.vhost.replace('/', "%2f")
+    ))
+    .unwrap();
+    let producer = TestProducer::start(config).await;
+    assert_eq!(
+        producer
+            .post_change(&change_of_address("C-1", "PR1 2HE"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+
+    link.freeze();
+    // Nothing is answered 202 while the path is dead: the wait for a confirm is bounded.
+    let during = producer
+        .post_change(&change_of_address("C-2", "PR1 2HE"))
+        .await;
+    assert_eq!(during.status(), StatusCode::SERVICE_UNAVAILABLE);
+    eventually(
+        "the producer to notice the dead connection",
+        Duration::from_secs(10),
+        || async {
+            if producer.readiness.is_ready() {
+                Err("still ready")
+            } else {
+                Ok(())
+            }
+        },
+    )
+    .await;
+
+    link.thaw();
+    eventually(
+        "the producer to reconnect and accept again",
+        e2e::WITHIN,
+        || async {
+            match producer
+                .post_change(&change_of_address("C-3", "PR1 2HE"))
+                .await
+                .status()
+            {
+                StatusCode::ACCEPTED => Ok(()),
+                status => Err(status),
+            }
+        },
+    )
+    .await;
+    producer.stop().await;
 }
