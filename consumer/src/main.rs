@@ -5,7 +5,7 @@ use consumer::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::telemetry::init();
+    let _telemetry = shared::telemetry::init("consumer");
     let config = Config::parse();
     let shutdown = shared::shutdown::on_signal();
     let app = Application::build(config).await?;

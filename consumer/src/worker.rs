@@ -224,6 +224,7 @@ async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> 
         let trace = EventMessage::trace_context_of(&delivery.properties)
             .map_or_else(TraceContext::new_root, |parent| parent.child());
         let span = tracing::info_span!("message", trace_id = %trace.trace_id());
+        shared::telemetry::continue_trace(&span, &trace);
         let event = processed.event.clone();
         match settler
             .settle(delivery, processed.outcome)

@@ -5,7 +5,7 @@ use producer::{Application, Config};
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    shared::telemetry::init();
+    let _telemetry = shared::telemetry::init("producer");
     let config = Config::parse();
     let shutdown = shared::shutdown::on_signal();
     let app = Application::build(config).await?;

@@ -121,8 +121,13 @@ pub fn with_common_layers(router: Router, service: &str, request_timeout: Durati
                         .extensions()
                         .get::<MatchedPath>()
                         .map(MatchedPath::as_str);
-                    let trace_id = request.extensions().get::<TraceContext>().map(TraceContext::trace_id);
-                    tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path(), trace_id)
+                    let trace = request.extensions().get::<TraceContext>();
+                    let trace_id = trace.map(TraceContext::trace_id);
+                    let span = tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path(), trace_id);
+                    if let Some(trace) = trace {
+                        crate::telemetry::continue_trace(&span, trace);
+                    }
+                    span
                 })
                 .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)),
         )

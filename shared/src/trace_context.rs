@@ -68,6 +68,11 @@ impl TraceContext {
         }
     }
 
+    /// Trace id, span id and the sampled flag, for exporters.
+    pub fn parts(&self) -> (u128, u64, bool) {
+        (self.trace_id, self.span_id, self.sampled)
+    }
+
     /// The 32-hex-digit trace id that log lines carry.
     pub fn trace_id(&self) -> String {
         format!("{:032x}", self.trace_id)
