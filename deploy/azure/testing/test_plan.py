@@ -1,0 +1,386 @@
+#!/usr/bin/env python3
+"""The plan test: runs `DRY_RUN=1 deploy/azure/deploy.sh` against a fake `az` (and a fake
+`docker`) and checks the printed plan and the rendered cloud-init files.
+
+    deploy/azure/testing/test_plan.py [--state-root DIR]
+
+Each scenario renders into DIR/<scenario> (a temporary directory by default), so that
+deploy/check.sh can validate the cloud-init files afterwards. Exit 0 only if every check held.
+
+What must hold, whatever the settings:
+  * the dry run calls no az command but `az account show`, and no docker command;
+  * no NSG rule lets the internet reach AMQP (5672), the management UI (15672) or RabbitMQ's
+    clustering ports (4369, 25672); AMQP is allowed from the VNet only;
+  * SSH (22) is allowed from the operator's address only; the producer's 8080 from the internet;
+  * both VMs are created on NICs in the same VNet and subnet, VM 1 on its static private IP,
+    and `az vm create` makes no network resource of its own (no default NSG opening SSH);
+  * the subnet is private (no default outbound access) and VM 2 has an explicit way out;
+  * with ACR, each VM's identity gets AcrPull on the registry and nothing else;
+  * the cloud-init files carry the repository's compose files, VM 2 reaches VM 1's private
+    address with its own user, VM 1 never sees the consumer's password, and no guest user.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import ipaddress
+import os
+import shlex
+import subprocess
+import sys
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+AZURE_DIR = Path(__file__).resolve().parent.parent
+REPO_ROOT = AZURE_DIR.parent.parent
+DEPLOY = AZURE_DIR / "deploy.sh"
+OPERATOR_IP = "203.0.113.7"
+VNET_PREFIX = "10.20.0.0/16"
+VM1_PRIVATE_IP = "10.20.1.10"
+VM2_PRIVATE_IP = "10.20.1.11"
+BROKER_PORTS = {5672, 15672, 4369, 25672}
+ANYWHERE = {"*", "internet", "any", "0.0.0.0", "0.0.0.0/0", "::/0"}
+
+# Flags of `az network nsg rule create` that take several values, and the CLI's defaults.
+MULTI_VALUE = {
+    "--source-address-prefixes",
+    "--destination-address-prefixes",
+    "--source-port-ranges",
+    "--destination-port-ranges",
+}
+RULE_DEFAULTS = {
+    "--access": ["Allow"],
+    "--direction": ["Inbound"],
+    "--source-address-prefixes": ["*"],
+    "--destination-port-ranges": ["80"],
+}
+
+
+@dataclass
+class Outcome:
+    scenario: str
+    failures: list[str] = field(default_factory=list)
+
+    def check(self, condition: bool, description: str) -> None:
+        if condition:
+            print(f"    ok: {description}")
+        else:
+            print(f"    FAILED: {description}")
+            self.failures.append(description)
+
+
+def options(words: list[str]) -> dict[str, list[str]]:
+    """`--flag value...` pairs of a command line; a flag without value maps to []."""
+    parsed: dict[str, list[str]] = {}
+    flag = None
+    for word in words:
+        if word.startswith("--"):
+            flag = word
+            parsed.setdefault(flag, [])
+        elif flag is not None:
+            if parsed[flag] and flag not in MULTI_VALUE:
+                flag = None
+                continue
+            parsed[flag].append(word)
+    return parsed
+
+
+def command_is(words: list[str], *prefix: str) -> bool:
+    return words[: len(prefix)] == list(prefix)
+
+
+def covers(port_spec: str, port: int) -> bool:
+    if port_spec == "*":
+        return True
+    if "-" in port_spec:
+        low, high = port_spec.split("-", 1)
+        return int(low) <= port <= int(high)
+    return int(port_spec) == port
+
+
+def is_anywhere(source: str) -> bool:
+    if source.lower() in ANYWHERE:
+        return True
+    try:
+        return ipaddress.ip_network(source, strict=False).prefixlen == 0
+    except ValueError:
+        return False
+
+
+def run_dry(state_dir: Path, fakes: Path, extra_env: dict[str, str]) -> tuple[int, str, str, Path, Path]:
+    state_dir.mkdir(parents=True, exist_ok=True)
+    home = state_dir / "home"
+    (home / ".ssh").mkdir(parents=True, exist_ok=True)
+    key = home / ".ssh" / "id_ed25519.pub"
+    key.write_text("ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIPlanTestKeyOnlyPlanTestKeyOnlyPlanTestK plan-test\n")
+    az_log, docker_log = state_dir / "az.log", state_dir / "docker.log"
+    env = {
+        "PATH": f"{fakes}:{os.environ['PATH']}",
+        "HOME": str(home),
+        "LANG": "C.UTF-8",
+        "DRY_RUN": "1",
+        "OPERATOR_IP": OPERATOR_IP,
+        "STATE_DIR": str(state_dir / "state"),
+        "SSH_PUBLIC_KEY_FILE": str(key),
+        "FAKE_AZ_LOG": str(az_log),
+        "FAKE_DOCKER_LOG": str(docker_log),
+        **extra_env,
+    }
+    result = subprocess.run(
+        [str(DEPLOY)], env=env, capture_output=True, text=True, timeout=300, check=False
+    )
+    return result.returncode, result.stdout, result.stderr, az_log, docker_log
+
+
+def plan_lines(stdout: str) -> list[list[str]]:
+    return [shlex.split(line[2:]) for line in stdout.splitlines() if line.startswith("+ ")]
+
+
+def check_no_side_effects(outcome: Outcome, az_log: Path, docker_log: Path) -> None:
+    az_calls = az_log.read_text().splitlines() if az_log.exists() else []
+    outcome.check(
+        all(call.startswith("account show") for call in az_calls),
+        f"az was only asked `account show` ({len(az_calls)} calls)",
+    )
+    docker_calls = docker_log.read_text().splitlines() if docker_log.exists() else []
+    outcome.check(not docker_calls, "docker was never called")
+
+
+def check_security_rules(outcome: Outcome, plan: list[list[str]], vm2_public: bool) -> None:
+    rules = [
+        {**RULE_DEFAULTS, **options(words)}
+        for words in plan
+        if command_is(words, "az", "network", "nsg", "rule", "create")
+    ]
+    outcome.check(bool(rules), f"the plan creates NSG rules ({len(rules)})")
+    outcome.check(
+        not any(command_is(words, "az", "vm", "open-port") for words in plan),
+        "no `az vm open-port`",
+    )
+    for rule in rules:
+        name = f"{rule['--nsg-name'][0]}/{rule['--name'][0]}"
+        if rule["--access"][0].lower() != "allow" or rule["--direction"][0].lower() != "inbound":
+            continue
+        ports = rule["--destination-port-ranges"]
+        sources = rule["--source-address-prefixes"]
+        for port in sorted(BROKER_PORTS):
+            if any(covers(spec, port) for spec in ports):
+                outcome.check(
+                    not any(is_anywhere(source) for source in sources),
+                    f"{name} allows {port} but not from the internet (sources {sources})",
+                )
+        if any(covers(spec, 5672) for spec in ports):
+            outcome.check(sources == [VNET_PREFIX], f"{name}: AMQP only from the VNet {VNET_PREFIX}")
+        if any(covers(spec, 22) for spec in ports):
+            outcome.check(
+                sources == [f"{OPERATOR_IP}/32"],
+                f"{name}: SSH only from the operator's address {OPERATOR_IP}/32 (sources {sources})",
+            )
+    allows = [rule for rule in rules if rule["--access"][0].lower() == "allow"]
+    outcome.check(
+        any(
+            rule["--destination-port-ranges"] == ["8080"] and rule["--source-address-prefixes"] == ["Internet"]
+            for rule in allows
+        ),
+        "the producer's 8080 is open to the internet",
+    )
+    ssh_on_vm2 = [rule for rule in allows if rule["--nsg-name"][0].endswith("vm2-nsg") and "22" in rule["--destination-port-ranges"]]
+    if vm2_public:
+        outcome.check(len(ssh_on_vm2) == 1, "VM 2 (public IP) admits SSH from the operator only")
+    else:
+        outcome.check(not ssh_on_vm2, "VM 2 (no public IP) has no SSH rule: it is reached through VM 1")
+
+
+def check_network_and_vms(outcome: Outcome, plan: list[list[str]], vm2_public: bool) -> dict[str, str]:
+    subnets = [options(w) for w in plan if command_is(w, "az", "network", "vnet", "subnet", "create")]
+    outcome.check(len(subnets) == 1, "one subnet")
+    subnet = subnets[0] if subnets else {}
+    outcome.check(subnet.get("--default-outbound") == ["false"], "the subnet is private (--default-outbound false)")
+    if not vm2_public:
+        outcome.check(bool(subnet.get("--nat-gateway")), "VM 2's way out: the subnet's NAT gateway")
+        outcome.check(
+            any(command_is(w, "az", "network", "nat", "gateway", "create") for w in plan),
+            "the NAT gateway is created",
+        )
+
+    nics = {options(w)["--name"][0]: options(w) for w in plan if command_is(w, "az", "network", "nic", "create")}
+    outcome.check(len(nics) == 2, f"two NICs ({', '.join(nics)})")
+    networks = {(tuple(n.get("--vnet-name", [])), tuple(n.get("--subnet", []))) for n in nics.values()}
+    outcome.check(
+        len(networks) == 1 and networks == {(tuple(subnet.get("--vnet-name", [])), tuple(subnet.get("--name", [])))},
+        f"both NICs in the one VNet and subnet {sorted(networks)}",
+    )
+    addresses = sorted(n.get("--private-ip-address", [""])[0] for n in nics.values())
+    outcome.check(addresses == [VM1_PRIVATE_IP, VM2_PRIVATE_IP], f"static private IPs {addresses}")
+    vm2_nic = next((n for n in nics.values() if n.get("--private-ip-address") == [VM2_PRIVATE_IP]), {})
+    outcome.check(
+        bool(vm2_nic.get("--public-ip-address")) == vm2_public,
+        f"VM 2 {'has' if vm2_public else 'has no'} public IP",
+    )
+
+    vms = [options(w) for w in plan if command_is(w, "az", "vm", "create")]
+    outcome.check(len(vms) == 2, "two VMs")
+    used_nics = sorted(vm.get("--nics", [""])[0] for vm in vms)
+    outcome.check(used_nics == sorted(nics), f"each VM on its own NIC {used_nics}")
+    implicit = {"--vnet-name", "--subnet", "--public-ip-address", "--nsg", "--nsg-rule", "--private-ip-address"}
+    outcome.check(
+        all(not (implicit & vm.keys()) for vm in vms),
+        "az vm create makes no network resource of its own",
+    )
+    cloud_init = {}
+    for vm in vms:
+        name = vm["--name"][0]
+        path = Path(vm.get("--custom-data", [""])[0])
+        outcome.check(
+            path.is_file() and path.read_text().startswith("#cloud-config\n"),
+            f"{name}: --custom-data is a rendered #cloud-config file",
+        )
+        if path.is_file():
+            encoded = len(base64.b64encode(path.read_bytes()))
+            outcome.check(encoded <= 65536, f"{name}: custom data within Azure's 64 KB ({encoded} bytes encoded)")
+        cloud_init[name] = str(path)
+    return cloud_init
+
+
+def check_registry(outcome: Outcome, plan: list[list[str]], acr: bool) -> None:
+    grants = [options(w) for w in plan if command_is(w, "az", "role", "assignment", "create")]
+    if acr:
+        acr_create = [options(w) for w in plan if command_is(w, "az", "acr", "create")]
+        outcome.check(
+            len(acr_create) == 1 and acr_create[0].get("--admin-enabled") == ["false"],
+            "an ACR without admin user",
+        )
+        outcome.check(
+            len(grants) == 2 and all(g.get("--role") == ["AcrPull"] and "registries" in g["--scope"][0] for g in grants),
+            "AcrPull on the registry for each VM's identity, nothing more",
+        )
+        outcome.check(
+            any(command_is(w, "docker", "push") for w in plan) and any(command_is(w, "az", "acr", "login") for w in plan),
+            "images built locally and pushed to the ACR (no az acr build)",
+        )
+        outcome.check(not any(command_is(w, "az", "acr", "build") for w in plan), "no az acr build")
+    else:
+        outcome.check(not grants, "no role assignment with an external registry")
+        outcome.check(not any(command_is(w, "az", "acr") for w in plan), "no ACR with an external registry")
+
+
+def write_files(cloud_config: dict) -> dict[str, str]:
+    return {entry["path"]: entry.get("content", "") for entry in cloud_config.get("write_files", [])}
+
+
+def check_cloud_init(outcome: Outcome, cloud_init: dict[str, str], state_dir: Path, registry_auth: str) -> None:
+    secrets = dict(
+        line.split("=", 1) for line in (state_dir / "state" / "secrets.env").read_text().splitlines() if "=" in line
+    )
+    vm1 = yaml.safe_load(Path(cloud_init["coc-vm1"]).read_text())
+    vm2 = yaml.safe_load(Path(cloud_init["coc-vm2"]).read_text())
+    files1, files2 = write_files(vm1), write_files(vm2)
+    base = "/opt/change-of-circumstances"
+    outcome.check(
+        files1.get(f"{base}/compose.yaml") == (AZURE_DIR / "vm1" / "compose.yaml").read_text()
+        and files2.get(f"{base}/compose.yaml") == (AZURE_DIR / "vm2" / "compose.yaml").read_text(),
+        "each VM gets the repository's compose file, byte for byte",
+    )
+    outcome.check(
+        files1.get(f"{base}/rabbitmq/30-change-of-circumstances.conf")
+        == (REPO_ROOT / "deploy" / "rabbitmq" / "30-change-of-circumstances.conf").read_text(),
+        "VM 1 gets the broker settings of docker-compose.yml (loopback_users.guest = true)",
+    )
+    for vm, files in (("VM 1", files1), ("VM 2", files2)):
+        outcome.check(
+            "change-of-circumstances.service" in " ".join(files)
+            and ["systemctl", "enable", "--now", "--no-block", "change-of-circumstances.service"]
+            in (vm1 if vm == "VM 1" else vm2).get("runcmd", []),
+            f"{vm}: runcmd enables the systemd unit that starts the stack at every boot",
+        )
+    env2 = files2.get(f"{base}/.env", "")
+    outcome.check(
+        f"VM1_PRIVATE_IP={VM1_PRIVATE_IP}" in env2
+        and f"CONSUMER_AMQP_PASSWORD={secrets['CONSUMER_AMQP_PASSWORD']}" in env2,
+        "VM 2 reaches VM 1's private address with the consumer's own user",
+    )
+    vm1_text = Path(cloud_init["coc-vm1"]).read_text()
+    outcome.check(
+        secrets["CONSUMER_AMQP_PASSWORD"] not in vm1_text and secrets["RABBITMQ_ADMIN_PASSWORD"] not in vm1_text,
+        "VM 1 holds no plain password but its own (the broker has hashes)",
+    )
+    definitions = yaml.safe_load(files1.get(f"{base}/rabbitmq/definitions/definitions.json", "{}"))
+    users = {user["name"] for user in definitions.get("users", [])}
+    outcome.check(
+        users == {"coc-admin", "coc-monitor", "coc-producer", "coc-consumer"} and "guest" not in users,
+        f"the broker's users: {sorted(users)}, no guest",
+    )
+    outcome.check(
+        all(user.get("password_hash") and "password" not in user for user in definitions.get("users", [])),
+        "definitions hold password hashes only",
+    )
+    registry_env = files1.get(f"{base}/registry.env", "")
+    outcome.check(f"REGISTRY_AUTH={registry_auth}" in registry_env, f"registry login: {registry_auth}")
+
+
+def scenario(name: str, root: Path, fakes: Path, extra_env: dict[str, str], *, vm2_public: bool, acr: bool) -> Outcome:
+    print(f"\n==> plan: {name}")
+    outcome = Outcome(name)
+    state_dir = root / name
+    status, stdout, stderr, az_log, docker_log = run_dry(state_dir, fakes, extra_env)
+    outcome.check(status == 0, f"DRY_RUN=1 deploy.sh exits 0 (exit {status})")
+    if status != 0:
+        print(stderr, file=sys.stderr)
+        return outcome
+    plan = plan_lines(stdout)
+    outcome.check(bool(plan), f"the plan has {len(plan)} commands")
+    check_no_side_effects(outcome, az_log, docker_log)
+    check_security_rules(outcome, plan, vm2_public)
+    cloud_init = check_network_and_vms(outcome, plan, vm2_public)
+    check_registry(outcome, plan, acr)
+    auth = "managed-identity" if acr else ("password" if extra_env.get("REGISTRY_USERNAME") else "none")
+    if len(cloud_init) == 2:
+        check_cloud_init(outcome, cloud_init, state_dir, auth)
+
+    # Re-running must reuse the secrets and the registry name: the VMs already have them.
+    state = state_dir / "state"
+    before = {f: (state / f).read_text() for f in ("secrets.env", "acr-name") if (state / f).exists()}
+    status_again, _, stderr_again, _, _ = run_dry(state_dir, fakes, extra_env)
+    after = {f: (state / f).read_text() for f in before}
+    outcome.check(status_again == 0 and before == after, "a second run reuses the secrets and the registry name")
+    if status_again != 0:
+        print(stderr_again, file=sys.stderr)
+    return outcome
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--state-root", type=Path, help="where each scenario renders (kept)")
+    arguments = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="coc-plan-") as temporary:
+        root = arguments.state_root or Path(temporary)
+        fakes = Path(temporary) / "bin"
+        fakes.mkdir()
+        (fakes / "az").symlink_to(AZURE_DIR / "testing" / "fake-az")
+        (fakes / "docker").symlink_to(AZURE_DIR / "testing" / "fake-docker")
+        outcomes = [
+            scenario("vm2-public-ip", root, fakes, {}, vm2_public=True, acr=True),
+            scenario("vm2-private-nat", root, fakes, {"VM2_PUBLIC_IP": "false"}, vm2_public=False, acr=True),
+            scenario(
+                "external-registry",
+                root,
+                fakes,
+                {"REGISTRY": "ghcr.io/example/coc", "REGISTRY_USERNAME": "robot", "REGISTRY_PASSWORD": "not-a-real-token"},
+                vm2_public=True,
+                acr=False,
+            ),
+        ]
+    failed = [f"{o.scenario}: {f}" for o in outcomes for f in o.failures]
+    if failed:
+        print(f"\nPlan test FAILED ({len(failed)}):\n  " + "\n  ".join(failed))
+        return 1
+    print("\nPlan test passed.")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,181 @@
+#!/usr/bin/env bash
+# Every check of the packaging and deployment files, then the two-VM rehearsal. Installs
+# nothing: deploy/install-check-tools.sh does that. Exits non-zero if any check fails (after
+# running all of them, so that one run shows every problem).
+#
+#   deploy/install-check-tools.sh && deploy/check.sh      # as root (the rehearsal needs it)
+#   SKIP_REHEARSAL=1 deploy/check.sh                      # static checks only, any user
+#
+#  1. hadolint on the Dockerfile
+#  2. shellcheck on every shell script of the repository
+#  3. `docker-compose config` on docker-compose.yml (with and without the pubsub profile) with
+#     an env file made from .env.example, and on each VM's compose file with its rendered .env
+#  4. the plan test: DRY_RUN=1 deploy/azure/deploy.sh against a fake az (test_plan.py)
+#  5. `cloud-init schema` on each rendered cloud-config; `systemd-analyze verify` on the VMs' unit
+#  6. the rehearsal: deploy/local/rehearse.sh
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+readonly ROOT
+WORK=$(mktemp -d /tmp/coc-check.XXXXXX)
+readonly WORK
+trap 'rm -rf "$WORK"' EXIT
+
+failed=()
+
+step() { printf '\n==> %s\n' "$*"; }
+
+# Runs one check; a failure is recorded and the next check runs anyway.
+check() { # description command...
+  local description=$1
+  shift
+  if "$@"; then
+    printf '    ok: %s\n' "$description"
+  else
+    printf '    FAILED: %s\n' "$description" >&2
+    failed+=("$description")
+  fi
+}
+
+require_tools() {
+  local tool missing=()
+  for tool in hadolint docker-compose shellcheck cloud-init python3; do
+    command -v "$tool" >/dev/null || missing+=("$tool")
+  done
+  python3 -c 'import yaml' 2>/dev/null || missing+=("python3-yaml")
+  if ((${#missing[@]})); then
+    echo "missing: ${missing[*]}; run deploy/install-check-tools.sh" >&2
+    exit 1
+  fi
+}
+
+lint_dockerfile() {
+  step "hadolint"
+  check "Dockerfile" hadolint "$ROOT/Dockerfile"
+}
+
+# Files with a .sh name or a shell shebang, tracked or new, outside target/.
+shell_scripts() {
+  local file
+  git -C "$ROOT" ls-files --cached --others --exclude-standard | sort -u | while IFS= read -r file; do
+    [[ -f $ROOT/$file ]] || continue
+    if [[ $file == *.sh ]] || head -n1 "$ROOT/$file" | grep -Eq '^#!(/usr/bin/env )?(/bin/|/usr/bin/)?(ba)?sh( |$)'; then
+      printf '%s\n' "$file"
+    fi
+  done
+}
+
+lint_shell_scripts() {
+  step "shellcheck"
+  local file
+  while IFS= read -r file; do
+    check "$file" shellcheck --external-sources --source-path=SCRIPTDIR "$ROOT/$file"
+  done < <(shell_scripts)
+}
+
+compose_config() { # env-file compose-file [compose options...]
+  local env_file=$1 file=$2
+  shift 2
+  docker-compose --project-directory "$(dirname "$file")" --env-file "$env_file" -f "$file" "$@" config --quiet
+}
+
+same_rabbitmq_image() {
+  local laptop vm1
+  laptop=$(sed -n 's/^x-rabbitmq-image: &rabbitmq-image //p' "$ROOT/docker-compose.yml")
+  vm1=$(sed -n 's/^ *image: \(rabbitmq:.*\)$/\1/p' "$ROOT/deploy/azure/vm1/compose.yaml")
+  echo "    docker-compose.yml: $laptop; VM 1: $vm1"
+  [[ -n $laptop && $laptop == "$vm1" ]]
+}
+
+every_setting_has_a_value() { # env-file: no empty value left after new-env.sh
+  ! grep -Eq '^[A-Z0-9_]+=$' "$1"
+}
+
+refuses_empty_passwords() { # compose config must fail with the blank passwords of .env.example
+  ! docker-compose --env-file "$ROOT/.env.example" -f "$ROOT/docker-compose.yml" config --quiet 2>/dev/null
+}
+
+validate_compose_files() {
+  step "docker-compose config"
+  "$ROOT/deploy/new-env.sh" "$WORK/laptop.env" >/dev/null
+  check ".env made from .env.example has every password" every_setting_has_a_value "$WORK/laptop.env"
+  check "docker-compose.yml" compose_config "$WORK/laptop.env" "$ROOT/docker-compose.yml"
+  check "docker-compose.yml --profile pubsub" compose_config "$WORK/laptop.env" "$ROOT/docker-compose.yml" --profile pubsub
+  check "docker-compose.yml refuses to start without passwords" refuses_empty_passwords
+  check "the same RabbitMQ image on the laptop and on VM 1" same_rabbitmq_image
+}
+
+run_plan_test() {
+  step "Plan test: DRY_RUN=1 deploy/azure/deploy.sh against a fake az"
+  check "deploy/azure/testing/test_plan.py" python3 "$ROOT/deploy/azure/testing/test_plan.py" --state-root "$WORK/plan"
+  local scenario vm
+  for scenario in "$WORK"/plan/*/; do
+    scenario=${scenario%/}
+    [[ -d $scenario/state/cloud-init ]] || continue
+    for vm in vm1 vm2; do
+      check "deploy/azure/$vm/compose.yaml with the .env of $(basename "$scenario")" \
+        compose_config "$scenario/state/cloud-init/$vm.env" "$ROOT/deploy/azure/$vm/compose.yaml"
+    done
+  done
+}
+
+validate_cloud_init() {
+  step "cloud-init schema"
+  local file count=0
+  for file in "$WORK"/plan/*/state/cloud-init/vm*.yaml; do
+    [[ -f $file ]] || continue
+    count=$((count + 1))
+    check "${file#"$WORK/plan/"}" cloud-init schema --config-file "$file"
+  done
+  check "rendered cloud-configs found ($count)" test "$count" -ge 2
+  if command -v systemd-analyze >/dev/null; then
+    check "systemd-analyze verify change-of-circumstances.service" verify_systemd_unit
+  else
+    echo "    skipped systemd-analyze verify (not installed)"
+  fi
+}
+
+# systemd-analyze verify needs the unit's dependencies and commands to exist: give it a root
+# with stand-ins for docker and the targets a VM has.
+verify_systemd_unit() {
+  local root=$WORK/systemd-root target
+  mkdir -p "$root/usr/bin" "$root/etc/systemd/system" "$root/opt/change-of-circumstances"
+  printf '#!/bin/sh\n' >"$root/usr/bin/docker"
+  cp "$ROOT/deploy/azure/vm/registry-login.sh" "$root/opt/change-of-circumstances/"
+  chmod +x "$root/usr/bin/docker" "$root/opt/change-of-circumstances/registry-login.sh"
+  printf '[Unit]\nDescription=stand-in\n[Service]\nExecStart=/usr/bin/docker\n' >"$root/etc/systemd/system/docker.service"
+  for target in sysinit basic network-online multi-user shutdown sockets paths timers slices local-fs; do
+    printf '[Unit]\nDescription=stand-in\n' >"$root/etc/systemd/system/$target.target"
+  done
+  printf '[Unit]\nDescription=stand-in\n' >"$root/etc/systemd/system/-.slice"
+  printf '[Unit]\nDescription=stand-in\n' >"$root/etc/systemd/system/system.slice"
+  cp "$ROOT/deploy/azure/vm/change-of-circumstances.service" "$root/etc/systemd/system/"
+  systemd-analyze verify --man=no --root="$root" /etc/systemd/system/change-of-circumstances.service
+}
+
+run_rehearsal() {
+  step "Rehearsal: two VMs in network namespaces (deploy/local/rehearse.sh)"
+  if [[ ${SKIP_REHEARSAL:-0} == 1 ]]; then
+    echo "    skipped (SKIP_REHEARSAL=1)"
+    return
+  fi
+  check "deploy/local/rehearse.sh" "$ROOT/deploy/local/rehearse.sh"
+}
+
+main() {
+  require_tools
+  lint_dockerfile
+  lint_shell_scripts
+  validate_compose_files
+  run_plan_test
+  validate_cloud_init
+  run_rehearsal
+  if ((${#failed[@]})); then
+    printf '\n%d check(s) FAILED:\n' "${#failed[@]}" >&2
+    printf '  %s\n' "${failed[@]}" >&2
+    exit 1
+  fi
+  printf '\nAll checks passed.\n'
+}
+
+main "$@"

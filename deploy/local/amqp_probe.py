@@ -1,0 +1,111 @@
+#!/usr/bin/env python3
+"""A tiny AMQP client for the rehearsal, to test what the services themselves never do.
+
+    amqp_probe.py login URL
+        exit 0 if URL's user may open a connection, 3 if the broker refuses it (ACCESS_REFUSED:
+        bad credentials or guest from afar; NOT_ALLOWED: no access to the vhost)
+    amqp_probe.py get URL QUEUE
+        basic.get one message from QUEUE and put it back (no ack); exit 0 if the broker allowed
+        it (empty queue or not), 3 if it refused it (ACCESS_REFUSED)
+    amqp_probe.py publish URL EXCHANGE ROUTING_KEY MESSAGE_ID BODY
+        publish one persistent, mandatory message with publisher confirms; exit 0 if the broker
+        confirmed it, 3 if it refused it (ACCESS_REFUSED), 1 for anything else
+
+Any other failure exits 1. The reason is printed on stderr.
+"""
+
+import sys
+
+import pika
+import pika.exceptions
+
+REFUSED = 3
+
+
+def refused(error: Exception) -> bool:
+    return any(code in repr(error) for code in ("ACCESS_REFUSED", "NOT_ALLOWED")) or isinstance(
+        error,
+        (pika.exceptions.ProbableAuthenticationError, pika.exceptions.ProbableAccessDeniedError),
+    )
+
+
+def connect(url: str) -> pika.BlockingConnection:
+    parameters = pika.URLParameters(url)
+    parameters.connection_attempts = 1
+    parameters.socket_timeout = 5
+    parameters.blocked_connection_timeout = 5
+    return pika.BlockingConnection(parameters)
+
+
+def login(url: str) -> int:
+    try:
+        connect(url).close()
+    except Exception as error:  # noqa: BLE001 - the kind of failure is the answer
+        print(f"connection refused: {error!r}", file=sys.stderr)
+        return REFUSED if refused(error) else 1
+    print("connected", file=sys.stderr)
+    return 0
+
+
+def get(url: str, queue: str) -> int:
+    try:
+        connection = connect(url)
+    except Exception as error:  # noqa: BLE001
+        print(f"cannot connect: {error!r}", file=sys.stderr)
+        return REFUSED if refused(error) else 1
+    try:
+        channel = connection.channel()
+        method, _, _ = channel.basic_get(queue=queue, auto_ack=False)
+        if method is not None:
+            channel.basic_nack(method.delivery_tag, requeue=True)
+    except Exception as error:  # noqa: BLE001
+        print(f"get refused: {error!r}", file=sys.stderr)
+        return REFUSED if refused(error) else 1
+    finally:
+        if connection.is_open:
+            connection.close()
+    print("allowed", file=sys.stderr)
+    return 0
+
+
+def publish(url: str, exchange: str, routing_key: str, message_id: str, body: str) -> int:
+    try:
+        connection = connect(url)
+    except Exception as error:  # noqa: BLE001
+        print(f"cannot connect: {error!r}", file=sys.stderr)
+        return REFUSED if refused(error) else 1
+    try:
+        channel = connection.channel()
+        channel.confirm_delivery()
+        channel.basic_publish(
+            exchange=exchange,
+            routing_key=routing_key,
+            body=body.encode(),
+            properties=pika.BasicProperties(
+                delivery_mode=2, content_type="application/json", message_id=message_id
+            ),
+            mandatory=True,
+        )
+    except Exception as error:  # noqa: BLE001
+        print(f"publish failed: {error!r}", file=sys.stderr)
+        return REFUSED if refused(error) else 1
+    finally:
+        if connection.is_open:
+            connection.close()
+    print("confirmed", file=sys.stderr)
+    return 0
+
+
+def main(argv: list[str]) -> int:
+    if len(argv) == 3 and argv[1] == "login":
+        return login(argv[2])
+    if len(argv) == 4 and argv[1] == "get":
+        return get(argv[2], argv[3])
+    if len(argv) == 7 and argv[1] == "publish":
+        return publish(*argv[2:])
+    print(__doc__, file=sys.stderr)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

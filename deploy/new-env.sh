@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Writes .env for `docker compose` from .env.example, with a random password for every empty
+# *_PASSWORD. An existing .env is kept as it is, so `deploy/new-env.sh && docker compose up`
+# is safe to repeat (remove .env to start afresh; the broker and the database keep the old
+# passwords in their volumes until `docker compose down -v`).
+#
+#   deploy/new-env.sh [TARGET]     # TARGET defaults to .env at the repository's root
+set -euo pipefail
+
+root=$(cd "$(dirname "$0")/.." && pwd)
+example=$root/.env.example
+target=${1:-$root/.env}
+
+# 32 random letters and digits: safe in amqp:// and postgres:// URIs without escaping.
+random_password() {
+  local password=''
+  while ((${#password} < 32)); do
+    password+=$(head -c 256 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
+  done
+  printf '%s' "${password:0:32}"
+}
+
+write_env() {
+  local line
+  while IFS= read -r line || [[ -n $line ]]; do
+    if [[ $line =~ ^([A-Z0-9_]+_PASSWORD)=$ ]]; then
+      line="${BASH_REMATCH[1]}=$(random_password)"
+    fi
+    printf '%s\n' "$line"
+  done <"$example"
+}
+
+if [[ -e $target ]]; then
+  echo "$target already exists; keeping it."
+  exit 0
+fi
+umask 077
+write_env >"$target"
+echo "Wrote $target with new random passwords (mode 0600)."
