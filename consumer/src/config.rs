@@ -21,8 +21,8 @@ pub struct Config {
     #[command(flatten)]
     pub queue: QueueConfig,
 
-    /// Most unacknowledged messages the broker sends ahead of processing; also the largest
-    /// batch committed in one transaction.
+    /// Most unacknowledged messages the broker sends ahead of processing. Batches of up to
+    /// half of it are committed in one transaction each, so the other half keeps arriving.
     #[arg(long, env = "PREFETCH", default_value_t = 32, value_parser = clap::value_parser!(u16).range(1..))]
     pub prefetch: u16,
 

@@ -103,8 +103,31 @@ impl Settler {
         })
     }
 
-    /// Tells the broker how `delivery` ended. The only code that acks.
-    pub async fn settle(
+    /// Tells the broker how each delivery of a batch ended, in order: first every move a
+    /// retry or a dead letter needs (each copy confirmed), then one ack for the whole batch.
+    /// The only code that acks.
+    ///
+    /// One `multiple` ack is enough because deliveries are settled in the order they
+    /// arrived on this channel, batch after batch: when a batch ends, every earlier delivery
+    /// is settled already, so "everything up to the last tag" is exactly this batch.
+    pub async fn settle_batch(
+        &self,
+        batch: impl IntoIterator<Item = (&Delivery, Outcome)>,
+    ) -> Result<Vec<Settled>, SettleError> {
+        let mut settled = Vec::new();
+        let mut last = None;
+        for (delivery, outcome) in batch {
+            settled.push(self.move_if_needed(delivery, outcome).await?);
+            last = Some(delivery);
+        }
+        if let Some(last) = last {
+            last.ack(BasicAckOptions { multiple: true }).await?;
+        }
+        Ok(settled)
+    }
+
+    /// Copies `delivery` to a retry queue or the dead-letter queue when its outcome says so.
+    async fn move_if_needed(
         &self,
         delivery: &Delivery,
         outcome: Outcome,
@@ -137,7 +160,6 @@ impl Settler {
                 Settled::DeadLettered { reason }
             }
         };
-        delivery.ack(BasicAckOptions::default()).await?;
         Ok(settled)
     }
 

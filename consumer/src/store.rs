@@ -12,7 +12,12 @@ use sqlx::{
     any::{AnyPoolOptions, AnyRow},
     pool::PoolConnectionMetadata,
 };
-use std::{fmt, path::Path, time::Duration};
+use std::{
+    collections::{HashMap, HashSet},
+    fmt,
+    path::Path,
+    time::Duration,
+};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
@@ -96,6 +101,9 @@ impl Store {
             // SQLite takes one writer at a time anyway; readers run beside it (WAL).
             .max_connections(if sqlite { 4 } else { 8 })
             .acquire_timeout(Duration::from_secs(5))
+            // A failed connection shows at its next use and the batch is retried; checking
+            // before every use would cost a round trip per batch.
+            .test_before_acquire(false)
             .after_connect(|connection, metadata| Box::pin(configure(connection, metadata)))
             .connect(&sqlite_create_mode(url))
             .await?;
@@ -117,8 +125,8 @@ impl Store {
     pub async fn apply(&self, events: &[&AddressChanged]) -> Result<Vec<Applied>, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let mut results = Vec::with_capacity(events.len());
-        for event in events {
-            results.push(apply_one(&mut transaction, event, &self.instance).await?);
+        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+            results.extend(apply_chunk(&mut transaction, chunk, &self.instance).await?);
         }
         transaction.commit().await?;
         Ok(results)
@@ -178,72 +186,158 @@ impl Store {
     }
 }
 
-async fn apply_one(
-    connection: &mut AnyConnection,
-    event: &AddressChanged,
-    instance: &str,
-) -> Result<Applied, StoreError> {
-    let event_id = event.event_id.to_string();
-    let effective_date = event.effective_date.to_string();
-    let occurred_at_us = micros_since_epoch(event.occurred_at);
-    let now = rfc3339(OffsetDateTime::now_utc());
+/// Rows per statement: keeps every statement well under SQLite's and PostgreSQL's limits on
+/// bound parameters, whatever PREFETCH is.
+const ROWS_PER_STATEMENT: usize = 256;
 
-    // Claim the id first. On PostgreSQL a concurrent transaction claiming the same id waits
-    // here and then finds it taken, so two instances can never both apply one event.
-    let claimed = sqlx::query(
+/// Applies a chunk of events with three statements whatever its size (claim the ids, upsert
+/// the addresses, mark the superseded), instead of three per event: the database round
+/// trips, not the disk, are what a batch would otherwise spend its time on.
+async fn apply_chunk(
+    connection: &mut AnyConnection,
+    events: &[&AddressChanged],
+    instance: &str,
+) -> Result<Vec<Applied>, StoreError> {
+    let now = rfc3339(OffsetDateTime::now_utc());
+    let ids: Vec<String> = events
+        .iter()
+        .map(|event| event.event_id.to_string())
+        .collect();
+
+    // 1. Claim the ids. Those already there (or earlier in this chunk) are duplicates. On
+    //    PostgreSQL a concurrent transaction claiming the same id waits here and then finds
+    //    it taken, so two instances can never both apply one event.
+    let sql = format!(
         "INSERT INTO applied_events \
          (event_id, customer_id, effective_date, occurred_at_us, outcome, payload, recorded_at, recorded_by) \
-         VALUES ($1, $2, $3, $4, 'applied', $5, $6, $7) ON CONFLICT (event_id) DO NOTHING",
-    )
-    .bind(&event_id)
-    .bind(event.customer_id.as_str())
-    .bind(&effective_date)
-    .bind(occurred_at_us)
-    .bind(String::from_utf8_lossy(&event.to_json()).into_owned())
-    .bind(&now)
-    .bind(instance)
-    .execute(&mut *connection)
-    .await?
-    .rows_affected();
-    if claimed == 0 {
-        return Ok(Applied::Duplicate);
+         VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+        placeholders(events.len(), 8)
+    );
+    let mut claim = sqlx::query(sqlx::AssertSqlSafe(sql));
+    for (event, id) in events.iter().zip(&ids) {
+        claim = claim
+            .bind(id.as_str())
+            .bind(event.customer_id.as_str())
+            .bind(event.effective_date.to_string())
+            .bind(micros_since_epoch(event.occurred_at))
+            .bind("applied")
+            .bind(String::from_utf8_lossy(&event.to_json()).into_owned())
+            .bind(now.as_str())
+            .bind(instance);
+    }
+    let mut claimed: HashSet<String> = claim
+        .fetch_all(&mut *connection)
+        .await?
+        .iter()
+        .map(|row| row.try_get("event_id"))
+        .collect::<Result<_, _>>()?;
+    // The first occurrence of a claimed id is the one that applies it.
+    let fresh: Vec<bool> = ids.iter().map(|id| claimed.remove(id)).collect();
+
+    // 2. Of each customer's fresh changes, only the latest can become current.
+    let mut latest: HashMap<&str, usize> = HashMap::new();
+    for (index, event) in events.iter().enumerate().filter(|(index, _)| fresh[*index]) {
+        let current = latest.entry(event.customer_id.as_str()).or_insert(index);
+        if order_key(event) > order_key(events[*current]) {
+            *current = index;
+        }
+    }
+    let mut candidates: Vec<usize> = latest.into_values().collect();
+    candidates.sort_unstable();
+
+    // 3. Each becomes current only if it sorts after the stored one.
+    let mut became_current = HashSet::new();
+    if !candidates.is_empty() {
+        let sql = format!(
+            "INSERT INTO customer_addresses \
+             (customer_id, line1, line2, town, postcode, country, effective_date, occurred_at_us, event_id, updated_at) \
+             VALUES {} \
+             ON CONFLICT (customer_id) DO UPDATE SET \
+               line1 = excluded.line1, line2 = excluded.line2, town = excluded.town, \
+               postcode = excluded.postcode, country = excluded.country, \
+               effective_date = excluded.effective_date, occurred_at_us = excluded.occurred_at_us, \
+               event_id = excluded.event_id, updated_at = excluded.updated_at \
+             WHERE (excluded.effective_date, excluded.occurred_at_us, excluded.event_id) \
+                 > (customer_addresses.effective_date, customer_addresses.occurred_at_us, customer_addresses.event_id) \
+             RETURNING event_id",
+            placeholders(candidates.len(), 10)
+        );
+        let mut upsert = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for &index in &candidates {
+            let (event, address) = (events[index], &events[index].new_address);
+            upsert = upsert
+                .bind(event.customer_id.as_str())
+                .bind(address.line1.as_str())
+                .bind(address.line2.as_ref().map(AddressText::as_str))
+                .bind(address.town.as_str())
+                .bind(address.postcode.as_str())
+                .bind(address.country.as_str())
+                .bind(event.effective_date.to_string())
+                .bind(micros_since_epoch(event.occurred_at))
+                .bind(ids[index].as_str())
+                .bind(now.as_str());
+        }
+        for row in upsert.fetch_all(&mut *connection).await? {
+            became_current.insert(row.try_get::<String, _>("event_id")?);
+        }
     }
 
-    // Becomes current only if it sorts after the current one; an older change loses.
-    let address = &event.new_address;
-    let updated = sqlx::query(
-        "INSERT INTO customer_addresses \
-         (customer_id, line1, line2, town, postcode, country, effective_date, occurred_at_us, event_id, updated_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10) \
-         ON CONFLICT (customer_id) DO UPDATE SET \
-           line1 = excluded.line1, line2 = excluded.line2, town = excluded.town, \
-           postcode = excluded.postcode, country = excluded.country, \
-           effective_date = excluded.effective_date, occurred_at_us = excluded.occurred_at_us, \
-           event_id = excluded.event_id, updated_at = excluded.updated_at \
-         WHERE (excluded.effective_date, excluded.occurred_at_us, excluded.event_id) \
-             > (customer_addresses.effective_date, customer_addresses.occurred_at_us, customer_addresses.event_id)",
-    )
-    .bind(event.customer_id.as_str())
-    .bind(address.line1.as_str())
-    .bind(address.line2.as_ref().map(AddressText::as_str))
-    .bind(address.town.as_str())
-    .bind(address.postcode.as_str())
-    .bind(address.country.as_str())
-    .bind(&effective_date)
-    .bind(occurred_at_us)
-    .bind(&event_id)
-    .bind(&now)
-    .execute(&mut *connection)
-    .await?
-    .rows_affected();
-    if updated == 1 {
-        return Ok(Applied::Updated);
+    // 4. Fresh changes that did not become current are kept as superseded.
+    let results: Vec<Applied> = ids
+        .iter()
+        .zip(&fresh)
+        .map(|(id, fresh)| match (fresh, became_current.contains(id)) {
+            (false, _) => Applied::Duplicate,
+            (true, true) => Applied::Updated,
+            (true, false) => Applied::Superseded,
+        })
+        .collect();
+    let superseded: Vec<&String> = ids
+        .iter()
+        .zip(&results)
+        .filter(|(_, applied)| **applied == Applied::Superseded)
+        .map(|(id, _)| id)
+        .collect();
+    if !superseded.is_empty() {
+        let sql = format!(
+            "UPDATE applied_events SET outcome = 'superseded' WHERE event_id IN ({})",
+            (1..=superseded.len())
+                .map(|n| format!("${n}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let mut mark = sqlx::query(sqlx::AssertSqlSafe(sql));
+        for id in superseded {
+            mark = mark.bind(id.as_str());
+        }
+        mark.execute(&mut *connection).await?;
     }
-    sqlx::query("UPDATE applied_events SET outcome = 'superseded' WHERE event_id = $1")
-        .bind(&event_id)
-        .execute(&mut *connection)
-        .await?;
-    Ok(Applied::Superseded)
+    Ok(results)
+}
+
+/// The order of changes for one customer: effective date, then when the producer accepted
+/// it, then the event id so that the order is total and every instance agrees on it. The
+/// SQL above compares the same three columns.
+fn order_key(event: &AddressChanged) -> (EffectiveDate, i64, String) {
+    (
+        event.effective_date,
+        micros_since_epoch(event.occurred_at),
+        event.event_id.to_string(),
+    )
+}
+
+/// `($1, $2), ($3, $4)` for `rows` rows of `columns` values: numbered placeholders, which
+/// both SQLite and PostgreSQL understand.
+fn placeholders(rows: usize, columns: usize) -> String {
+    (0..rows)
+        .map(|row| {
+            let values: Vec<String> = (1..=columns)
+                .map(|column| format!("${}", row * columns + column))
+                .collect();
+            format!("({})", values.join(", "))
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 fn current_address_from(row: &AnyRow) -> Result<CurrentAddress, StoreError> {
@@ -353,6 +447,12 @@ mod tests {
             "postgres://app:***@db:5432/coc"
         );
         assert_eq!(redact("sqlite://data/coc.db"), "sqlite://data/coc.db");
+    }
+
+    #[test]
+    fn placeholders_are_numbered_across_rows() {
+        assert_eq!(placeholders(2, 3), "($1, $2, $3), ($4, $5, $6)");
+        assert_eq!(placeholders(1, 1), "($1)");
     }
 
     #[test]

@@ -27,7 +27,6 @@ use std::{
 };
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
-use tracing::Instrument;
 
 /// What the worker needs to run.
 #[derive(Debug, Clone)]
@@ -95,7 +94,9 @@ pub async fn run(
             &mut events,
             &store,
             &settler,
-            usize::from(settings.prefetch),
+            // Half the window: while one half is being committed, the broker is already
+            // sending the next, instead of waiting for the whole window's ack.
+            usize::from(settings.prefetch.div_ceil(2)),
             &stop,
         )
         .await;
@@ -211,6 +212,7 @@ async fn consume(
 /// and come back, and the store's record of applied ids makes the second pass a no-op.
 async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> Result<(), String> {
     metrics::counter!(metric::DELIVERIES_RECEIVED).increment(batch.len() as u64);
+
     let started = Instant::now();
     let bodies: Vec<&[u8]> = batch
         .iter()
@@ -218,28 +220,27 @@ async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> 
         .collect();
     let results = handler::process(store, &bodies).await;
     let took = started.elapsed().as_secs_f64();
-    for (delivery, processed) in batch.iter().zip(results) {
+    let events: Vec<_> = results
+        .iter()
+        .map(|processed| processed.event.clone())
+        .collect();
+    let outcomes = results.into_iter().map(|processed| processed.outcome);
+    let settled = match settler.settle_batch(batch.iter().zip(outcomes)).await {
+        Ok(settled) => settled,
+        Err(error) => {
+            tracing::warn!(%error, batch = batch.len(), "Could not settle a batch; its deliveries will be redelivered.");
+            return Err(error.to_string());
+        }
+    };
+    for ((delivery, event), settled) in batch.iter().zip(&events).zip(&settled) {
         metrics::histogram!(metric::PROCESSING_DURATION).record(took);
-        // The producer's trace continues here: this message's log lines carry its trace id.
+        count(settled);
+        // The producer's trace continues here: this message's log line carries its trace id.
         let trace = EventMessage::trace_context_of(&delivery.properties)
             .map_or_else(TraceContext::new_root, |parent| parent.child());
         let span = tracing::info_span!("message", trace_id = %trace.trace_id());
         shared::telemetry::continue_trace(&span, &trace);
-        let event = processed.event.clone();
-        match settler
-            .settle(delivery, processed.outcome)
-            .instrument(span.clone())
-            .await
-        {
-            Ok(settled) => {
-                count(&settled);
-                span.in_scope(|| log_settled(delivery, event.as_ref(), &settled));
-            }
-            Err(error) => {
-                tracing::warn!(parent: &span, %error, delivery_tag = delivery.delivery_tag, "Could not settle a delivery; it will be redelivered.");
-                return Err(error.to_string());
-            }
-        }
+        span.in_scope(|| log_settled(delivery, event.as_ref(), settled));
     }
     Ok(())
 }
