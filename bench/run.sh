@@ -1,0 +1,353 @@
+#!/usr/bin/env bash
+# bench/run.sh: issue 6's benchmark in one command, against the local RabbitMQ.
+#
+#   (a) producer: accepted req/s, p50, p99 at 64 concurrent clients (oha)
+#   (b) bare-publisher (one shared confirm channel, no parsing): the same load, the ceiling
+#   (c) consumer: drain rate of a 20,000-message backlog (SQLite, default PREFETCH)
+#   (d) raw-drain (lapin consume-and-ack loop): the same backlog, the ceiling
+#
+# It prints a results table, the ratios against the targets (producer >= 0.9x bare with
+# p99 <= 15 ms; drain >= 0.7x raw) and the machine, and writes the same as markdown to
+# bench/results/<UTC date and time>.md. Every exchange and queue it uses is its own
+# (bench.<time>.<pid>...) and is deleted at the end; the processes it starts are stopped by
+# PID. The load tool, the broker and the service share the machine's cores: the table says
+# how much CPU each took, and how much went to anything else (each measured phase first
+# waits up to BENCH_QUIET_WAIT_SECS for the machine to be nearly idle).
+#
+# Settings: BENCH_DURATION_SECS (15), BENCH_WARMUP_SECS (3), BENCH_CONNECTIONS (64),
+# BENCH_BACKLOG (20000), BENCH_ROUNDS (1; more alternate the order and report medians),
+# BENCH_QUIET_CORES (0.3), BENCH_QUIET_WAIT_SECS (120), AMQP_ADDR (guest@127.0.0.1:5672).
+set -euo pipefail
+
+ROOT=$(cd -- "$(dirname -- "${BASH_SOURCE[0]}")/.." && pwd)
+cd "$ROOT"
+
+DURATION=${BENCH_DURATION_SECS:-15}
+WARMUP=${BENCH_WARMUP_SECS:-3}
+CONNECTIONS=${BENCH_CONNECTIONS:-64}
+BACKLOG=${BENCH_BACKLOG:-20000}
+ROUNDS=${BENCH_ROUNDS:-1}
+QUIET_CORES=${BENCH_QUIET_CORES:-0.3}
+QUIET_WAIT=${BENCH_QUIET_WAIT_SECS:-120}
+BODY='{"customer_id":"C-1001","new_address":{"line1":"1 Fishergate","line2":"Flat 2","town":"Preston","postcode":"PR1 2HE","country":"GB"},"effective_date":"2026-12-01"}'
+
+RUN_ID="bench.$(date -u +%Y%m%dT%H%M%S).$$"
+# One exchange and queue for the HTTP runs, another pair for the drains, so that what the
+# HTTP runs publish never lands in the backlog.
+LOAD_QUEUE="$RUN_ID.load"
+DRAIN_QUEUE="$RUN_ID.drain"
+export AMQP_ADDR=${AMQP_ADDR:-amqp://guest:guest@127.0.0.1:5672/%2f}
+export EXCHANGE="$LOAD_QUEUE"
+DRAIN_EXCHANGE="$DRAIN_QUEUE"
+export RUST_LOG=warn
+# The HTTP runs keep what they publish in the load queue (purged between runs): make room.
+export QUEUE_MAX_LENGTH=10000000
+export RETRY_DELAYS_MS=1000,5000,30000,120000
+BIN="$ROOT/target/release"
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
+CORES=$(nproc)
+TICKS_PER_SEC=$(getconf CLK_TCK)
+declare -A RUNNING=() # name -> PID of each service this script started and has not stopped
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+all_queues() {
+    local queues="$LOAD_QUEUE,$DRAIN_QUEUE,$DRAIN_QUEUE.dlq" delay
+    for delay in ${RETRY_DELAYS_MS//,/ }; do
+        queues+=",$DRAIN_QUEUE.retry.${delay}ms"
+    done
+    printf '%s' "$queues"
+}
+
+cleanup() {
+    local status=$? name
+    trap - EXIT
+    for name in "${!RUNNING[@]}"; do
+        stop "$name"
+    done
+    if [[ -x "$BIN/bench-queue" ]]; then
+        "$BIN/bench-queue" delete --queues "$(all_queues)" --exchanges "$EXCHANGE,$DRAIN_EXCHANGE" >"$WORK/cleanup.log" 2>&1 ||
+            log "could not delete the run's exchange and queues: $(tail -n 3 "$WORK/cleanup.log")"
+    fi
+    rm -rf -- "$WORK"
+    exit "$status"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM
+
+# start NAME VAR=value... COMMAND ARGS...: runs COMMAND in the background (env execs it, so
+# the PID is the service's own), logging to $WORK/NAME.log.
+start() {
+    local name=$1
+    shift
+    env "$@" >"$WORK/$name.log" 2>&1 &
+    RUNNING[$name]=$!
+}
+
+stop() {
+    local name=$1 pid=${RUNNING[$1]}
+    kill -TERM "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "RUNNING[$name]"
+}
+
+wait_ready() {
+    local name=$1 port=$2 attempt
+    for attempt in $(seq 1 120); do
+        if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then
+            return 0
+        fi
+        if ! kill -0 "${RUNNING[$name]}" 2>/dev/null; then
+            log "$name exited: $(tail -n 5 "$WORK/$name.log")"
+            return 1
+        fi
+        sleep 0.25
+    done
+    log "$name not ready after $((attempt / 4)) s: $(tail -n 5 "$WORK/$name.log")"
+    return 1
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# CPU accounting, in clock ticks: the whole machine's busy and total, and one process's own.
+machine_ticks() { awk '/^cpu /{ t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+process_ticks() { if [[ -r /proc/$1/stat ]]; then awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; else echo 0; fi; }
+BROKER_PID=$(pgrep -x beam.smp | head -n 1 || true)
+
+# cpu_begin PID: remembers the counters before a measured phase.
+cpu_begin() {
+    read -r CPU_BUSY0 CPU_TOTAL0 < <(machine_ticks)
+    CPU_SERVICE0=$(process_ticks "$1")
+    CPU_BROKER0=$(process_ticks "${BROKER_PID:-0}")
+}
+
+# cpu_end PID ONE_SHOT_CPU_SECS: prints "service broker one-shot other idle", in cores used
+# over the phase; ONE_SHOT_CPU_SECS is the load tool's or raw-drain's CPU (/usr/bin/time),
+# and "other" is everything else the machine ran meanwhile (helpers, other users' jobs).
+cpu_end() {
+    local busy total service broker
+    read -r busy total < <(machine_ticks)
+    service=$(process_ticks "$1")
+    broker=$(process_ticks "${BROKER_PID:-0}")
+    awk -v c="$CORES" -v hz="$TICKS_PER_SEC" -v b="$((busy - CPU_BUSY0))" -v t="$((total - CPU_TOTAL0))" \
+        -v s="$((service - CPU_SERVICE0))" -v r="$((broker - CPU_BROKER0))" -v o="$2" \
+        'BEGIN { secs = t / c / hz; busy = b / t * c; sv = s / t * c; br = r / t * c; os = o / secs
+                 other = busy - sv - br - os; if (other < 0) other = 0 # counters are read a moment apart
+                 printf "%.2f %.2f %.2f %.2f %.2f", sv, br, os, other, c - busy }'
+}
+
+# timed FILE COMMAND...: runs COMMAND, writing its CPU seconds (user + system) to FILE.
+timed() {
+    local file=$1
+    shift
+    if [[ -x /usr/bin/time ]]; then
+        /usr/bin/time -f '%U %S' -o "$file.time" "$@"
+        awk '{ printf "%.2f", $1 + $2 }' "$file.time" >"$file"
+    else
+        "$@"
+        echo 0 >"$file"
+    fi
+}
+
+# ---- preparation -------------------------------------------------------------------------
+command -v python3 >/dev/null || { log "python3 is needed (free ports, oha's JSON)"; exit 1; }
+log "building release binaries"
+cargo build --release --quiet -p producer -p consumer -p bench
+export PATH="$HOME/.cargo/bin:$PATH"
+if ! command -v oha >/dev/null; then
+    log "installing the load tool: cargo install oha --locked (several minutes, once)"
+    cargo install oha --locked --quiet
+fi
+if [[ ! -x /usr/bin/time ]]; then
+    log "/usr/bin/time is missing (Debian package 'time'): the load tool's CPU will read 0"
+fi
+
+cpu_model=$(awk -F': ' '/^model name/{ print $2; exit }' /proc/cpuinfo)
+ram=$(awk '/^MemTotal/{ printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+rabbit=$(rabbitmqctl version 2>/dev/null || echo unknown)
+MACHINE="${cpu_model:-unknown CPU}, $CORES cores, $ram RAM, Linux $(uname -r), RabbitMQ $rabbit, $(rustc --version | cut -d' ' -f1-2), $(oha --version), $(date -u '+%Y-%m-%d %H:%M UTC')"
+log "machine: $MACHINE"
+TREE="commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if [[ -n $(git status --porcelain -- producer consumer shared 2>/dev/null) ]]; then
+    TREE+=" with uncommitted changes in producer, consumer or shared"
+fi
+log "code: $TREE"
+log "run id: $RUN_ID (exchange and queues deleted at the end)"
+
+# ---- the phases -------------------------------------------------------------------------
+# Before each measured phase, wait (up to BENCH_QUIET_WAIT_SECS) until the machine is nearly
+# idle, so that another job's build does not land in the middle of a measurement.
+wait_quiet() {
+    local waited=0 busy0 total0 busy total cores
+    while :; do
+        read -r busy0 total0 < <(machine_ticks)
+        sleep 2
+        read -r busy total < <(machine_ticks)
+        cores=$(awk -v b="$((busy - busy0))" -v t="$((total - total0))" -v c="$CORES" 'BEGIN { printf "%.2f", b / t * c }')
+        if awk -v x="$cores" -v max="$QUIET_CORES" 'BEGIN { exit !(x <= max) }'; then
+            return 0
+        fi
+        if ((waited >= QUIET_WAIT)); then
+            log "  the machine is still busy (${cores} cores in use by others); measuring anyway"
+            return 0
+        fi
+        ((waited == 0)) && log "  waiting for the machine to go quiet (${cores} cores in use by others)"
+        waited=$((waited + 2))
+    done
+}
+
+# http_load NAME PORT: warm-up, empty queue, measured run; prints "accepted/s p50_ms p99_ms
+# not_202 service broker load_tool other idle".
+http_load() {
+    local name=$1 port=$2 url pid cpu
+    url="http://127.0.0.1:$port/api/v1/address-changes"
+    pid=${RUNNING[$name]}
+    oha -z "${WARMUP}s" -c "$CONNECTIONS" --no-tui --output-format quiet -m POST \
+        -H 'content-type: application/json' -d "$BODY" "$url"
+    QUEUE="$LOAD_QUEUE" "$BIN/bench-queue" purge >/dev/null
+    wait_quiet
+    cpu_begin "$pid"
+    timed "$WORK/$name.oha-cpu" oha -z "${DURATION}s" -c "$CONNECTIONS" --no-tui --output-format json \
+        -m POST -H 'content-type: application/json' -d "$BODY" -o "$WORK/$name.json" "$url"
+    cpu=$(cpu_end "$pid" "$(cat "$WORK/$name.oha-cpu")")
+    python3 - "$WORK/$name.json" "$cpu" <<'PY'
+import json, sys
+report = json.load(open(sys.argv[1]))
+codes = report.get("statusCodeDistribution", {})
+accepted = codes.get("202", 0)
+refused = sum(codes.values()) - accepted + sum(report.get("errorDistribution", {}).values())
+pct = report["latencyPercentiles"]
+print(f'{accepted / report["summary"]["total"]:.0f} {pct["p50"] * 1000:.2f} {pct["p99"] * 1000:.2f} {refused} {sys.argv[2]}')
+PY
+}
+
+# run_http NAME BINARY: one measured HTTP run of a service; appends its row.
+run_http() {
+    local name=$1 binary=$2 port result rate p50 p99 refused svc brk tool other idle
+    port=$(free_port)
+    log "$name: ${DURATION} s at $CONNECTIONS connections"
+    start "$name" HTTP_ADDR="127.0.0.1:$port" QUEUE="$LOAD_QUEUE" CONNECTION_NAME="$RUN_ID.$name" "$BIN/$binary"
+    wait_ready "$name" "$port"
+    result=$(http_load "$name" "$port")
+    stop "$name"
+    read -r rate p50 p99 refused svc brk tool other idle <<<"$result"
+    log "  $rate req/s, p50 $p50 ms, p99 $p99 ms"
+    ROWS+=("| $name | $rate req/s | $p50 | $p99 | $refused | $svc | $brk | $tool | $other | $idle |")
+    if [[ $name == producer ]]; then
+        PRODUCER_RATES+=("$rate") PRODUCER_P99S+=("$p99")
+    else
+        BARE_RATES+=("$rate")
+    fi
+}
+
+fill() {
+    EXCHANGE="$DRAIN_EXCHANGE" QUEUE="$DRAIN_QUEUE" "$BIN/bench-queue" fill --count "$BACKLOG" >"$WORK/fill.out"
+    log "  backlog: $(cat "$WORK/fill.out")"
+}
+
+# Both drains are timed the same way, from outside: from the first message taken to the
+# queue being empty.
+watch_drain() {
+    QUEUE="$DRAIN_QUEUE" "$BIN/bench-queue" watch --count "$BACKLOG" >"$WORK/watch.out" &
+    RUNNING[watcher]=$!
+}
+# watch_end: waits for the watcher; then drained prints "rate seconds".
+watch_end() {
+    wait "${RUNNING[watcher]}"
+    unset 'RUNNING[watcher]'
+}
+drained() { sed -n 's/.*secs=\([0-9.]*\) rate=\([0-9]*\).*/\2 \1/p' "$WORK/watch.out"; }
+
+run_consumer_drain() {
+    local port rate secs result svc brk other idle applied set_aside=0 queue
+    log "consumer: drain $BACKLOG messages"
+    fill
+    wait_quiet
+    watch_drain
+    port=$(free_port)
+    rm -f "$WORK"/consumer.db*
+    cpu_begin 0 # the consumer's whole life is the phase
+    start consumer HTTP_ADDR="127.0.0.1:$port" EXCHANGE="$DRAIN_EXCHANGE" QUEUE="$DRAIN_QUEUE" CONNECTION_NAME="$RUN_ID.consumer" \
+        DATABASE_URL="sqlite://$WORK/consumer.db" "$BIN/consumer"
+    watch_end
+    read -r rate secs < <(drained)
+    result=$(cpu_end "${RUNNING[consumer]}" 0)
+    stop consumer
+    read -r svc brk _ other idle <<<"$result"
+    applied=$(sqlite3 "$WORK/consumer.db" 'SELECT COUNT(*) FROM applied_events' 2>/dev/null || echo "?")
+    for queue in $(all_queues | tr ',' ' '); do
+        if [[ $queue == "$DRAIN_QUEUE".* ]]; then
+            set_aside=$((set_aside + $(QUEUE="$queue" "$BIN/bench-queue" depth)))
+        fi
+    done
+    log "  $rate msg/s; applied $applied events, $set_aside set aside (dead-letter or retry queues)"
+    ROWS+=("| consumer drain | $rate msg/s ($secs s; $applied applied, $set_aside set aside) | | | | $svc | $brk | | $other | $idle |")
+    CONSUMER_RATES+=("$rate")
+}
+
+run_raw_drain() {
+    local rate secs result svc brk other idle own
+    log "raw-drain: drain $BACKLOG messages"
+    fill
+    wait_quiet
+    watch_drain
+    cpu_begin 0
+    timed "$WORK/raw.cpu" env QUEUE="$DRAIN_QUEUE" "$BIN/raw-drain" --count "$BACKLOG" >"$WORK/raw.out"
+    watch_end
+    read -r rate secs < <(drained)
+    result=$(cpu_end 0 "$(cat "$WORK/raw.cpu")")
+    # The one-shot process of this phase is raw-drain itself: its CPU is the service's.
+    read -r _ brk svc other idle <<<"$result"
+    own=$(sed -n 's/.*rate=\([0-9]*\).*/\1/p' "$WORK/raw.out")
+    log "  $rate msg/s (own timing $own msg/s)"
+    ROWS+=("| raw-drain | $rate msg/s ($secs s; own timing $own msg/s) | | | | $svc | $brk | | $other | $idle |")
+    RAW_RATES+=("$rate")
+}
+
+ROWS=() PRODUCER_RATES=() PRODUCER_P99S=() BARE_RATES=() CONSUMER_RATES=() RAW_RATES=()
+for ((round = 1; round <= ROUNDS; round++)); do
+    ((ROUNDS > 1)) && log "round $round of $ROUNDS"
+    # Every other round runs the ceiling first, so a drift in the machine's speed evens out.
+    if ((round % 2)); then
+        run_http producer producer
+        run_http bare-publisher bare-publisher
+        run_consumer_drain
+        run_raw_drain
+    else
+        run_http bare-publisher bare-publisher
+        run_http producer producer
+        run_raw_drain
+        run_consumer_drain
+    fi
+done
+
+# ---- results ------------------------------------------------------------------------------
+median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
+verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == ">=") ? v >= t : v <= t; print ok ? "PASS" : "MISS" }'; }
+PRODUCER_RATIO=$(ratio "$(median "${PRODUCER_RATES[@]}")" "$(median "${BARE_RATES[@]}")")
+PRODUCER_P99=$(median "${PRODUCER_P99S[@]}")
+DRAIN_RATIO=$(ratio "$(median "${CONSUMER_RATES[@]}")" "$(median "${RAW_RATES[@]}")")
+of_rounds=""
+((ROUNDS > 1)) && of_rounds=" (medians of $ROUNDS rounds)"
+
+RESULTS="bench/results/$(date -u +%Y-%m-%dT%H%M%SZ).md"
+mkdir -p bench/results
+{
+    printf '## Benchmark %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
+    printf -- '- Machine: %s.\n' "$MACHINE"
+    printf -- '- Code: %s.\n' "$TREE"
+    printf -- '- HTTP: %s s per run after a %s s warm-up, %s connections, oha, the request body of README. Drain: a %s-message backlog, PREFETCH 32, SQLite in a temporary directory. Services with RUST_LOG=warn, otherwise their defaults.\n' \
+        "$DURATION" "$WARMUP" "$CONNECTIONS" "$BACKLOG"
+    printf -- '- CPU columns: cores used during the measured phase, out of %s shared by the load tool, the broker and the service; "other" is everything else the machine ran meanwhile.\n\n' "$CORES"
+    printf '| run | rate | p50 ms | p99 ms | not 202 | service CPU | broker CPU | load tool CPU | other CPU | idle |\n'
+    printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
+    printf '%s\n' "${ROWS[@]}"
+    printf '\n| target%s | measured | result |\n| --- | --- | --- |\n' "$of_rounds"
+    printf '| producer >= 0.9x bare-publisher | %sx | %s |\n' "$PRODUCER_RATIO" "$(verdict "$PRODUCER_RATIO" 0.9 '>=')"
+    printf '| producer p99 <= 15 ms | %s ms | %s |\n' "$PRODUCER_P99" "$(verdict "$PRODUCER_P99" 15 '<=')"
+    printf '| consumer drain >= 0.7x raw-drain | %sx | %s |\n' "$DRAIN_RATIO" "$(verdict "$DRAIN_RATIO" 0.7 '>=')"
+} | tee "$RESULTS"
+log "written to $RESULTS"

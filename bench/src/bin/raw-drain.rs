@@ -1,0 +1,76 @@
+//! The ceiling for any consumer: a plain lapin consume-and-ack loop over the work queue (one
+//! manual ack per message, right after receipt, with the consumer's prefetch), which exits
+//! after `--count` acks and prints its rate, timed from the first delivery to the last ack.
+
+// Printing the measurement is this program's purpose.
+#![allow(clippy::print_stdout)]
+
+use anyhow::{Context, bail};
+use bench::Target;
+use clap::Parser;
+use futures_util::StreamExt;
+use lapin::{
+    options::{BasicAckOptions, BasicConsumeOptions, BasicQosOptions},
+    types::FieldTable,
+};
+use std::time::{Duration, Instant};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "raw-drain",
+    about = "Consume and ack N messages; print the rate."
+)]
+struct Args {
+    /// Messages to ack before exiting.
+    #[arg(long)]
+    count: u64,
+    /// Unacknowledged messages the broker sends ahead; the consumer's default.
+    #[arg(long, env = "PREFETCH", default_value_t = 32)]
+    prefetch: u16,
+    /// Give up (exit 1) if the count is not reached by then.
+    #[arg(long, default_value_t = 600)]
+    timeout_secs: u64,
+    #[command(flatten)]
+    target: Target,
+}
+
+#[tokio::main]
+async fn main() -> anyhow::Result<()> {
+    let args = Args::parse();
+    let connection = args.target.connect("raw-drain").await?;
+    let channel = connection.create_channel().await?;
+    channel
+        .basic_qos(args.prefetch, BasicQosOptions::default())
+        .await?;
+    let mut deliveries = channel
+        .basic_consume(
+            args.target.queue.queue.as_str().into(),
+            "raw-drain".into(),
+            BasicConsumeOptions::default(),
+            FieldTable::default(),
+        )
+        .await?;
+
+    let deadline = Instant::now() + Duration::from_secs(args.timeout_secs);
+    let mut first = None;
+    let mut acked = 0_u64;
+    while acked < args.count {
+        let next = tokio::time::timeout_at(deadline.into(), deliveries.next())
+            .await
+            .with_context(|| format!("timed out after {acked} acks"))?;
+        let Some(delivery) = next else {
+            bail!("the broker cancelled the subscription after {acked} acks");
+        };
+        let delivery = delivery?;
+        first.get_or_insert_with(Instant::now);
+        delivery.ack(BasicAckOptions::default()).await?;
+        acked += 1;
+    }
+    let seconds = first.map_or(0.0, |first| first.elapsed().as_secs_f64());
+    println!(
+        "acked={acked} secs={seconds:.3} rate={:.0}",
+        acked as f64 / seconds.max(f64::EPSILON)
+    );
+    let _ = connection.close(200, "raw-drain done".into()).await;
+    Ok(())
+}
