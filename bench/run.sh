@@ -52,7 +52,8 @@ declare -A RUNNING=() # name -> PID of each service this script started and has 
 log() { printf '==> %s\n' "$*" >&2; }
 
 all_queues() {
-    local queues="$LOAD_QUEUE,$DRAIN_QUEUE,$DRAIN_QUEUE.dlq" delay
+    # Each exchange has an alternate exchange, and a queue, named <exchange>.unroutable.
+    local queues="$LOAD_QUEUE,$DRAIN_QUEUE,$DRAIN_QUEUE.dlq,$EXCHANGE.unroutable,$DRAIN_EXCHANGE.unroutable" delay
     for delay in ${RETRY_DELAYS_MS//,/ }; do
         queues+=",$DRAIN_QUEUE.retry.${delay}ms"
     done
@@ -66,7 +67,7 @@ cleanup() {
         stop "$name"
     done
     if [[ -x "$BIN/bench-queue" ]]; then
-        "$BIN/bench-queue" delete --queues "$(all_queues)" --exchanges "$EXCHANGE,$DRAIN_EXCHANGE" >"$WORK/cleanup.log" 2>&1 ||
+        "$BIN/bench-queue" delete --queues "$(all_queues)" --exchanges "$EXCHANGE,$DRAIN_EXCHANGE,$EXCHANGE.unroutable,$DRAIN_EXCHANGE.unroutable" >"$WORK/cleanup.log" 2>&1 ||
             log "could not delete the run's exchange and queues: $(tail -n 3 "$WORK/cleanup.log")"
     fi
     rm -rf -- "$WORK"

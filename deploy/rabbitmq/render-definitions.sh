@@ -15,6 +15,10 @@
 #
 # Least privilege, in RabbitMQ's terms (configure = declare/delete, write = publish/bind a queue,
 # read = consume/get, and bind also needs read on the exchange):
+#   everyone who declares EXCHANGE also declares its alternate exchange EXCHANGE.unroutable
+#                      (and the queue of that name, which refuses every message so that an
+#                      unroutable publish is nacked): configure and write on that name, and
+#                      read on it to bind; declaring EXCHANGE with it as alternate needs write.
 #   producer of QUEUE: declares EXCHANGE and QUEUE and binds them; publishes to EXCHANGE only
 #                      with address.changed.<area> routing keys, and binds only address.changed.*
 #                      patterns (topic permissions: write = publish, read = queue.bind).
@@ -140,13 +144,13 @@ add_producer() { # USER:QUEUE:PASSWORD_VARIABLE
   require_name "producer user" "$user"
   require_name "queue" "$queue"
   local exchange_re queue_re
-  exchange_re=$(regex_literal "$exchange")
+  exchange_re="$(regex_literal "$exchange")|$(regex_literal "$exchange.unroutable")"
   queue_re=$(regex_literal "$queue")
   add_user "$user" "$(password_from "$variable")" '[]'
   add_permission "$user" \
     "^($exchange_re|$queue_re)$" \
     "^($exchange_re|$queue_re)$" \
-    "^$exchange_re$"
+    "^($exchange_re)$"
   topic_permissions+=("{\"user\": $(json_string "$user"), \"vhost\": $(json_string "$vhost"), \"exchange\": $(json_string "$exchange"), \"write\": $(json_string "$PRODUCER_ROUTING_KEYS"), \"read\": $(json_string "$PRODUCER_BINDING_KEYS")}")
 }
 
@@ -155,15 +159,16 @@ add_consumer() { # USER:QUEUE:PASSWORD_VARIABLE
   IFS=: read -r user queue variable <<<"$1"
   require_name "consumer user" "$user"
   require_name "queue" "$queue"
-  local exchange_re queue_re own_queues
+  local exchange_re unroutable_re queue_re own_queues
   exchange_re=$(regex_literal "$exchange")
+  unroutable_re=$(regex_literal "$exchange.unroutable")
   queue_re=$(regex_literal "$queue")
   own_queues="$queue_re|$queue_re\\.dlq|$queue_re\\.retry\\.[0-9]+ms"
   add_user "$user" "$(password_from "$variable")" '[]'
   add_permission "$user" \
-    "^($exchange_re|$own_queues)$" \
-    "^(amq\\.default|$queue_re)$" \
-    "^($exchange_re|$own_queues)$"
+    "^($exchange_re|$unroutable_re|$own_queues)$" \
+    "^(amq\\.default|$unroutable_re|$queue_re)$" \
+    "^($exchange_re|$unroutable_re|$own_queues)$"
 }
 
 join_lines() { # items...

@@ -378,10 +378,12 @@ impl Drop for TestEnv {
                             .await;
                     }
                 }
-                if let Ok(channel) = connection.create_channel().await {
-                    let _ = channel
-                        .exchange_delete(exchange.as_str().into(), Default::default())
-                        .await;
+                for exchange in [exchange.clone(), format!("{exchange}.unroutable")] {
+                    if let Ok(channel) = connection.create_channel().await {
+                        let _ = channel
+                            .exchange_delete(exchange.as_str().into(), Default::default())
+                            .await;
+                    }
                 }
                 let _ = connection.close(200, "test cleanup".into()).await;
             });

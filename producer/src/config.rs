@@ -24,10 +24,10 @@ pub struct Config {
     #[arg(long, env = "PUBLISH_TIMEOUT_MS", default_value_t = 5_000, value_parser = clap::value_parser!(u64).range(1..))]
     pub publish_timeout_ms: u64,
 
-    /// Confirm channels shared by all requests; also the most publishes awaiting a confirm
-    /// at once. Each channel carries one message at a time, so a returned (unroutable)
-    /// message is always matched to the request that sent it.
-    #[arg(long, env = "PUBLISH_CHANNELS", default_value_t = 64, value_parser = clap::value_parser!(u32).range(1..=1024))]
+    /// Confirm channels shared by all requests, each with many publishes awaiting their
+    /// confirm at once. A few are enough; more spread the broker's work over more of its
+    /// channel processes.
+    #[arg(long, env = "PUBLISH_CHANNELS", default_value_t = 2, value_parser = clap::value_parser!(u32).range(1..=1024))]
     pub publish_channels: u32,
 
     /// Base URL of the consumer, for the synchronous path only

@@ -59,7 +59,13 @@ fn is_json(content_type: Option<&HeaderValue>) -> bool {
             && essence.len() > "application/+json".len())
 }
 
+/// Parses with plain serde_json, the fast path every valid request takes; only a body that
+/// fails is parsed again, with the path tracking that names the field at fault.
 fn parse_json<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
+    serde_json::from_slice(body).or_else(|_| explain_json_error(body))
+}
+
+fn explain_json_error<T: DeserializeOwned>(body: &[u8]) -> Result<T, ApiError> {
     let mut json = serde_json::Deserializer::from_slice(body);
     let value: T = serde_path_to_error::deserialize(&mut json).map_err(|error| {
         let path = error.path().to_string();

@@ -3,6 +3,10 @@
 use clap::Parser;
 use producer::{Application, Config};
 
+/// Faster than the system allocator for many small, short-lived allocations (see Cargo.toml).
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
     let _telemetry = shared::telemetry::init("producer");

@@ -1,6 +1,12 @@
 //! Where events go: the exchange, the queues and their bindings, declared from this one
 //! definition by both services so that neither depends on the other having started first.
 //!
+//! The exchange has an alternate exchange, `<exchange>.unroutable`, whose only queue holds
+//! nothing (`x-max-length` 0, `reject-publish`): a message no queue is bound for is routed
+//! there and refused, so its publisher gets a `basic.nack` for exactly that message. That
+//! keeps "unroutable" on the same per-message confirm as everything else, where a
+//! `basic.return` could not be matched to its publish once many are in flight on a channel.
+//!
 //! For a work queue `Q` the consumer also declares `Q.dlq`, where messages that can never be
 //! applied are kept for a person to look at, and one retry queue per delay, `Q.retry.<ms>ms`,
 //! where a message that failed for a passing reason waits before going back to `Q`.
@@ -83,9 +89,24 @@ pub struct Declared {
 }
 
 impl Topology {
+    /// The alternate exchange (and its queue) that refuses what nothing else is bound for.
+    pub fn unroutable_exchange(&self) -> String {
+        format!("{}.unroutable", self.exchange)
+    }
+
+    /// Whether this topology's work queue is bound for `routing_key`. When the broker
+    /// refuses a message the producer publishes, this tells "its queue is full" (bound)
+    /// from "no queue is bound for it" (as far as this service knows).
+    pub fn binds(&self, routing_key: &str) -> bool {
+        self.queue
+            .binding_keys
+            .iter()
+            .any(|pattern| topic_matches(pattern, routing_key))
+    }
+
     /// Every queue of this topology: what to delete to remove it completely.
     pub fn queue_names(&self) -> Vec<String> {
-        let mut names = vec![self.queue.name.clone()];
+        let mut names = vec![self.queue.name.clone(), self.unroutable_exchange()];
         if !self.retry_delays.is_empty() {
             names.push(self.queue.dead_letter_queue());
             names.extend(
@@ -106,15 +127,40 @@ impl Topology {
     /// how to apply the new setting.
     pub async fn declare(&self, connection: &Connection) -> Result<Declared, lapin::Error> {
         let channel = connection.create_channel().await?;
+        let unroutable = self.unroutable_exchange();
+        let durable = ExchangeDeclareOptions {
+            durable: true,
+            ..ExchangeDeclareOptions::default()
+        };
+        channel
+            .exchange_declare(
+                unroutable.as_str().into(),
+                ExchangeKind::Fanout,
+                durable,
+                FieldTable::default(),
+            )
+            .await?;
+        let mut refuse_everything = FieldTable::default();
+        refuse_everything.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
+        refuse_everything.insert("x-overflow".into(), string("reject-publish"));
+        declare_queue(&channel, &unroutable, refuse_everything).await?;
+        channel
+            .queue_bind(
+                unroutable.as_str().into(),
+                unroutable.as_str().into(),
+                "".into(),
+                QueueBindOptions::default(),
+                FieldTable::default(),
+            )
+            .await?;
+        let mut with_alternate = FieldTable::default();
+        with_alternate.insert("alternate-exchange".into(), string(&unroutable));
         channel
             .exchange_declare(
                 self.exchange.as_str().into(),
                 ExchangeKind::Topic,
-                ExchangeDeclareOptions {
-                    durable: true,
-                    ..ExchangeDeclareOptions::default()
-                },
-                FieldTable::default(),
+                durable,
+                with_alternate,
             )
             .await?;
         let warnings = self
@@ -217,6 +263,28 @@ async fn declare_queue(
         .map(|_| ())
 }
 
+/// Topic-exchange matching: words separated by `.`, `*` matches exactly one word, `#` zero
+/// or more.
+pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
+    fn matches(pattern: &[&str], key: &[&str]) -> bool {
+        match (pattern.split_first(), key.split_first()) {
+            (None, None) => true,
+            (Some((&"#", rest)), _) => {
+                matches(rest, key)
+                    || key
+                        .split_first()
+                        .is_some_and(|(_, tail)| matches(pattern, tail))
+            }
+            (Some((&"*", rest)), Some((_, tail))) => matches(rest, tail),
+            (Some((word, rest)), Some((first, tail))) => word == first && matches(rest, tail),
+            _ => false,
+        }
+    }
+    let pattern: Vec<&str> = pattern.split('.').collect();
+    let key: Vec<&str> = routing_key.split('.').collect();
+    matches(&pattern, &key)
+}
+
 fn string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
 }
@@ -227,4 +295,28 @@ pub fn is_precondition_failed(error: &lapin::Error) -> bool {
         error.kind(),
         lapin::ErrorKind::ProtocolError(amqp) if amqp.kind() == &AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn topic_patterns_match_as_rabbitmq_does() {
+        let cases = [
+            ("address.changed.#", "address.changed.pr", true),
+            ("address.changed.#", "address.changed", true),
+            ("address.changed.pr", "address.changed.pr", true),
+            ("address.changed.pr", "address.changed.la", false),
+            ("address.*.pr", "address.changed.pr", true),
+            ("address.*", "address.changed.pr", false),
+            ("#", "anything.at.all", true),
+            ("#.pr", "address.changed.pr", true),
+            ("*.changed.#", "address.changed.pr.extra", true),
+            ("address.changed.pr", "address.changed.pr.extra", false),
+        ];
+        for (pattern, key, expected) in cases {
+            assert_eq!(topic_matches(pattern, key), expected, "{pattern} vs {key}");
+        }
+    }
 }

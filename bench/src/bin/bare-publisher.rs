@@ -1,12 +1,15 @@
-//! The ceiling for any HTTP-to-confirm producer: one POST handler that publishes the request
-//! body as it came (no parsing, no envelope) on ONE shared confirm channel, waits for that
-//! message's confirm, and answers 202. No validation, no logging, no middleware.
+//! The ceiling for any HTTP-to-confirm producer of this contract's messages: one POST
+//! handler that publishes the request body as it came (no parsing, no envelope) on ONE
+//! shared confirm channel, with the properties every `address.changed` message must carry
+//! (message id, type, timestamp, app id and a `traceparent` header: the contract, not the
+//! producer's overhead), waits for that message's confirm, and answers 202. No validation,
+//! no logging, no middleware.
 //!
-//! Two flags exist for investigating, not for the benchmark's figures: `--channels` spreads
-//! the requests over several confirm channels (round robin, many messages in flight on each),
-//! `--transient` publishes with delivery mode 1, so the broker does not write to disk, and
-//! `--producer-properties` adds what the producer's messages carry (message id, type,
-//! timestamp, app id and a `traceparent` header), to see what they cost the broker.
+//! Three flags exist for investigating, not for the benchmark's figures: `--channels`
+//! spreads the requests over several confirm channels (round robin, many messages in flight
+//! on each), `--transient` publishes with delivery mode 1, so the broker does not write to
+//! disk, and `--plain-properties` leaves out all but the delivery mode and content type, to
+//! see what the contract's properties cost the broker.
 
 use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post};
 use bench::Target;
@@ -45,9 +48,9 @@ struct Args {
     /// Publish with delivery mode 1 (not persistent).
     #[arg(long)]
     transient: bool,
-    /// Add the producer's message properties and trace header to every message.
+    /// Leave out the contract's message properties and trace header.
     #[arg(long)]
-    producer_properties: bool,
+    plain_properties: bool,
     #[command(flatten)]
     target: Target,
 }
@@ -60,7 +63,7 @@ struct Shared {
     exchange: String,
     routing_key: String,
     properties: BasicProperties,
-    producer_properties: bool,
+    plain_properties: bool,
 }
 
 #[tokio::main]
@@ -85,7 +88,7 @@ async fn main() -> anyhow::Result<()> {
         properties: BasicProperties::default()
             .with_delivery_mode(if args.transient { 1 } else { PERSISTENT })
             .with_content_type(CONTENT_TYPE.into()),
-        producer_properties: args.producer_properties,
+        plain_properties: args.plain_properties,
     });
     let router = Router::new()
         .route("/api/v1/address-changes", post(publish))
@@ -114,10 +117,10 @@ async fn publish(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCode {
                 ..BasicPublishOptions::default()
             },
             &body,
-            if shared.producer_properties {
-                with_producer_properties(&shared.properties)
-            } else {
+            if shared.plain_properties {
                 shared.properties.clone()
+            } else {
+                with_producer_properties(&shared.properties)
             },
         )
         .await;

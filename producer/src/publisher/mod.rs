@@ -3,12 +3,12 @@
 //! A request gets `Ok(())` only when the broker has confirmed (acked) its message, i.e. the
 //! message is routed to at least one queue and, being persistent, written to disk.
 
+mod channels;
 mod link;
-mod pool;
 
 use crate::metrics as metric;
-use lapin::{Confirmation, Connection, options::BasicPublishOptions};
-use pool::ChannelPool;
+use channels::ConfirmChannels;
+use lapin::{Confirmation, Connection};
 use shared::{
     amqp::BrokerAddress, message::EventMessage, readiness::Readiness, topology::Topology,
 };
@@ -29,12 +29,13 @@ pub enum PublishError {
     /// The broker has blocked publishing on this connection (memory or disk alarm).
     #[error("the broker is refusing new messages (resource alarm: {0})")]
     Blocked(String),
-    /// The broker refused the message with `basic.nack`, e.g. because the queue is full.
-    #[error("the broker refused the message")]
+    /// The broker refused the message with `basic.nack`: a queue it is routed to is full.
+    #[error("the broker refused the message: its queue is full")]
     Nacked,
-    /// No queue is bound for the routing key; the broker returned the mandatory message.
-    #[error("no queue is bound for routing key {routing_key:?} ({reply})")]
-    Unroutable { routing_key: String, reply: String },
+    /// No queue is bound for the routing key: the broker refused it (through the
+    /// exchange's alternate exchange) or returned it.
+    #[error("no queue is bound for routing key {routing_key:?}")]
+    Unroutable { routing_key: String },
     /// No confirm within the publish timeout. The message may still arrive: a client that
     /// retries with the same `Idempotency-Key` cannot cause a second application.
     #[error("the broker did not confirm the message within {0:?}")]
@@ -51,6 +52,7 @@ pub struct PublisherSettings {
     pub topology: Topology,
     /// Shown in the management UI's connection list.
     pub connection_name: String,
+    /// Confirm channels the publishes are spread over.
     pub channels: usize,
     pub publish_timeout: Duration,
     pub reconnect_max_delay: Duration,
@@ -60,7 +62,9 @@ pub struct PublisherSettings {
 #[derive(Debug, Clone)]
 pub struct Publisher {
     session: watch::Receiver<Option<Arc<Session>>>,
-    exchange: Arc<str>,
+    /// The exchange, and which routing keys its own queue is bound for (to tell a full
+    /// queue from no queue when the broker refuses a message).
+    topology: Arc<Topology>,
     publish_timeout: Duration,
 }
 
@@ -76,7 +80,7 @@ pub struct PublisherTask {
 #[derive(Debug)]
 struct Session {
     connection: Arc<Connection>,
-    channels: ChannelPool,
+    channels: ConfirmChannels,
     /// The broker's reason while it has blocked the connection: publishing then fails at
     /// once rather than hanging until the timeout.
     blocked: Mutex<Option<String>>,
@@ -90,7 +94,7 @@ impl Publisher {
         let stop = CancellationToken::new();
         let publisher = Self {
             session,
-            exchange: settings.topology.exchange.as_str().into(),
+            topology: Arc::new(settings.topology.clone()),
             publish_timeout: settings.publish_timeout,
         };
         let task = tokio::spawn(link::maintain(settings, sessions, readiness, stop.clone()));
@@ -108,27 +112,16 @@ impl Publisher {
         if let Some(reason) = session.blocked_reason() {
             return Err(PublishError::Blocked(reason));
         }
-        let exchange = Arc::clone(&self.exchange);
-        let timeout = self.publish_timeout;
-        // A task of its own, so that a client hanging up mid-request cannot abandon the
-        // publish half-way: it completes (or times out) and frees its channel properly.
-        let publish = tokio::spawn(async move {
-            tokio::time::timeout(timeout, session.publish(&exchange, &message))
-                .await
-                .unwrap_or(Err(PublishError::Timeout(timeout)))
-        });
-        match publish.await {
-            Ok(outcome) => {
-                record(&outcome);
-                outcome
-            }
-            // Nothing cancels the task; it fails only by panicking (a bug: let it surface) or
-            // when the runtime shuts down under it.
-            Err(join_error) if join_error.is_panic() => {
-                std::panic::resume_unwind(join_error.into_panic())
-            }
-            Err(_) => Err(PublishError::Unavailable),
-        }
+        // Cancel-safe: a client hanging up drops this future, and with it at most an
+        // unwritten publish or an awaited confirm, never half a publish (see `channels`).
+        let outcome = tokio::time::timeout(
+            self.publish_timeout,
+            session.publish(&self.topology, &message),
+        )
+        .await
+        .unwrap_or(Err(PublishError::Timeout(self.publish_timeout)));
+        record(&outcome);
+        outcome
     }
 }
 
@@ -167,24 +160,23 @@ impl Session {
     fn new(connection: Connection, channels: usize) -> Self {
         let connection = Arc::new(connection);
         Self {
-            channels: ChannelPool::new(Arc::clone(&connection), channels),
+            channels: ConfirmChannels::new(Arc::clone(&connection), channels),
             connection,
             blocked: Mutex::new(None),
         }
     }
 
-    async fn publish(&self, exchange: &str, message: &EventMessage) -> Result<(), PublishError> {
-        let lease = self.channels.lease().await?;
+    async fn publish(
+        &self,
+        topology: &Topology,
+        message: &EventMessage,
+    ) -> Result<(), PublishError> {
         let started = Instant::now();
-        let confirm = lease
-            .channel()
-            .basic_publish(
-                exchange.into(),
-                message.routing_key.as_str().into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
+        let confirm = self
+            .channels
+            .publish(
+                &topology.exchange,
+                &message.routing_key,
                 &message.body,
                 message.properties.clone(),
             )
@@ -192,18 +184,30 @@ impl Session {
         metrics::counter!(metric::EVENTS_PUBLISHED).increment(1);
         let confirmation = confirm.await?;
         metrics::histogram!(metric::CONFIRM_DURATION).record(started.elapsed().as_secs_f64());
-        lease.settled();
+        let unroutable = || PublishError::Unroutable {
+            routing_key: message.routing_key.clone(),
+        };
         match confirmation {
             Confirmation::Ack(None) => Ok(()),
-            Confirmation::Ack(Some(returned)) | Confirmation::Nack(Some(returned)) => {
-                Err(PublishError::Unroutable {
-                    routing_key: message.routing_key.clone(),
-                    reply: returned.reply_text.to_string(),
-                })
+            // Refused: by the work queue (full) or, through the alternate exchange, because
+            // no queue is bound for it. Whether this service's own queue is bound for the
+            // routing key tells which.
+            Confirmation::Nack(_) if topology.binds(&message.routing_key) => {
+                Err(PublishError::Nacked)
             }
-            Confirmation::Nack(None) => Err(PublishError::Nacked),
+            Confirmation::Nack(_) => Err(unroutable()),
+            // Only when the alternate exchange has been removed by hand: lapin may then give
+            // a return to another publish's confirm, so it is reported, not trusted.
+            Confirmation::Ack(Some(returned)) => {
+                tracing::error!(
+                    routing_key = %message.routing_key,
+                    returned = ?returned.properties.message_id(),
+                    "A message came back unroutable: the exchange has lost its alternate exchange; reconnect (or restart) the producer to declare it again."
+                );
+                Err(unroutable())
+            }
             Confirmation::NotRequested => {
-                unreachable!("every pooled channel is put in confirm mode when opened")
+                unreachable!("every channel is put in confirm mode when opened")
             }
         }
     }

@@ -14,6 +14,7 @@ use shared::{
     message::EventMessage,
     trace_context::TraceContext,
 };
+use std::sync::Arc;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -51,7 +52,7 @@ pub fn new_event(request: AddressChangeRequest, key: Option<&IdempotencyKey>) ->
 }
 
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     Extension(trace): Extension<TraceContext>,
     key: Option<IdempotencyKey>,
     JsonBody(request): JsonBody<AddressChangeRequest>,

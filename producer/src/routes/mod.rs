@@ -19,10 +19,11 @@ use axum::{
     routing::{get, post},
 };
 use shared::{http::health_routes, queue_stats::QueueWatch, readiness::Readiness};
+use std::sync::Arc;
 use tower::{ServiceBuilder, limit::GlobalConcurrencyLimitLayer};
 
-/// What the handlers share.
-#[derive(Debug, Clone)]
+/// What the handlers share, behind one `Arc` so that each request clones a pointer.
+#[derive(Debug)]
 pub struct AppState {
     pub publisher: Publisher,
     /// Only for the synchronous path.
@@ -53,7 +54,7 @@ pub fn router(
             post(sync_address_changes::create).layer(shed_beyond_limit),
         )
         .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES))
-        .with_state(state)
+        .with_state(Arc::new(state))
         .merge(
             Router::new()
                 .route("/", get(queue_view::page))

@@ -6,6 +6,7 @@ use super::{AppState, address_changes::new_event};
 use crate::{error::ApiError, extract::JsonBody, idempotency::IdempotencyKey};
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use uuid::Uuid;
 
 use super::AddressChangeRequest;
@@ -23,7 +24,7 @@ pub struct Applied {
 /// 201 when the consumer recorded the change now, 200 when it had already (a retry with
 /// the same `Idempotency-Key`); 502, 503 or 504 when it could not, saying so.
 pub async fn create(
-    State(state): State<AppState>,
+    State(state): State<Arc<AppState>>,
     key: Option<IdempotencyKey>,
     JsonBody(request): JsonBody<AddressChangeRequest>,
 ) -> Result<(StatusCode, Json<Applied>), ApiError> {
