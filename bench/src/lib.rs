@@ -4,7 +4,7 @@
 //! `EXCHANGE`, `QUEUE`, ...), through `shared::config`, so `bench/run.sh` points every
 //! process of a run at the same exchange and queue with one set of variables.
 
-use lapin::{Channel, Connection, options::QueueDeclareOptions, types::FieldTable};
+use lapin::{Channel, Connection};
 use shared::{
     config::{BrokerConfig, QueueConfig},
     domain::{Address, AddressText, Country, CustomerId, EffectiveDate, Postcode},
@@ -57,17 +57,9 @@ pub fn sample_event(n: u64) -> anyhow::Result<AddressChanged> {
 
 /// Ready messages in `queue` (unacknowledged ones are not counted), by a passive declare.
 pub async fn ready_messages(channel: &Channel, queue: &str) -> Result<u32, lapin::Error> {
-    let declared = channel
-        .queue_declare(
-            queue.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await?;
-    Ok(declared.message_count())
+    Ok(shared::topology::inspect_queue(channel, queue)
+        .await?
+        .message_count())
 }
 
 #[cfg(test)]

@@ -15,9 +15,11 @@ Any other failure exits 1. The reason is printed on stderr.
 """
 
 import sys
+from typing import Callable
 
 import pika
 import pika.exceptions
+from pika.adapters.blocking_connection import BlockingChannel
 
 REFUSED = 3
 
@@ -47,35 +49,36 @@ def login(url: str) -> int:
     return 0
 
 
-def get(url: str, queue: str) -> int:
+def on_channel(url: str, action: Callable[[BlockingChannel], None], failed: str, done: str) -> int:
+    """Runs `action` on a channel of a new connection; exit status as the module says."""
     try:
         connection = connect(url)
     except Exception as error:  # noqa: BLE001
         print(f"cannot connect: {error!r}", file=sys.stderr)
         return REFUSED if refused(error) else 1
     try:
-        channel = connection.channel()
-        method, _, _ = channel.basic_get(queue=queue, auto_ack=False)
-        if method is not None:
-            channel.basic_nack(method.delivery_tag, requeue=True)
+        action(connection.channel())
     except Exception as error:  # noqa: BLE001
-        print(f"get refused: {error!r}", file=sys.stderr)
+        print(f"{failed}: {error!r}", file=sys.stderr)
         return REFUSED if refused(error) else 1
     finally:
         if connection.is_open:
             connection.close()
-    print("allowed", file=sys.stderr)
+    print(done, file=sys.stderr)
     return 0
 
 
+def get(url: str, queue: str) -> int:
+    def get_and_put_back(channel: BlockingChannel) -> None:
+        method, _, _ = channel.basic_get(queue=queue, auto_ack=False)
+        if method is not None:
+            channel.basic_nack(method.delivery_tag, requeue=True)
+
+    return on_channel(url, get_and_put_back, "get refused", "allowed")
+
+
 def publish(url: str, exchange: str, routing_key: str, message_id: str, body: str) -> int:
-    try:
-        connection = connect(url)
-    except Exception as error:  # noqa: BLE001
-        print(f"cannot connect: {error!r}", file=sys.stderr)
-        return REFUSED if refused(error) else 1
-    try:
-        channel = connection.channel()
+    def publish_confirmed(channel: BlockingChannel) -> None:
         channel.confirm_delivery()
         channel.basic_publish(
             exchange=exchange,
@@ -86,14 +89,8 @@ def publish(url: str, exchange: str, routing_key: str, message_id: str, body: st
             ),
             mandatory=True,
         )
-    except Exception as error:  # noqa: BLE001
-        print(f"publish failed: {error!r}", file=sys.stderr)
-        return REFUSED if refused(error) else 1
-    finally:
-        if connection.is_open:
-            connection.close()
-    print("confirmed", file=sys.stderr)
-    return 0
+
+    return on_channel(url, publish_confirmed, "publish failed", "confirmed")
 
 
 def main(argv: list[str]) -> int:

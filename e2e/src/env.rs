@@ -5,8 +5,7 @@
 use crate::broker::broker_uri;
 use lapin::{
     BasicProperties, Connection, ConnectionProperties,
-    options::{BasicPublishOptions, ConfirmSelectOptions, QueueDeclareOptions},
-    types::FieldTable,
+    options::{BasicPublishOptions, ConfirmSelectOptions},
 };
 use shared::{
     amqp::BrokerAddress,
@@ -198,16 +197,7 @@ impl TestEnv {
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, lapin::Error> {
         // A passive declare of a missing queue closes its channel: use a throwaway one.
         let channel = self.admin_channel().await?;
-        let declared = channel
-            .queue_declare(
-                queue.into(),
-                QueueDeclareOptions {
-                    passive: true,
-                    ..QueueDeclareOptions::default()
-                },
-                FieldTable::default(),
-            )
-            .await?;
+        let declared = shared::topology::inspect_queue(&channel, queue).await?;
         let _ = channel.close(200, "done".into()).await;
         Ok(declared.message_count())
     }
@@ -355,39 +345,27 @@ impl Drop for TestEnv {
         let uri = self.uri.clone();
         let exchange = self.exchange.clone();
         let queues = self.declared_queues();
-        // Drop cannot await, and may run inside the test's runtime: clean up on a thread
-        // with a runtime of its own.
-        let cleanup = std::thread::spawn(move || {
-            let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
+        crate::wait::block_on_own_thread(async move {
+            let connect = Connection::connect(&uri, ConnectionProperties::default());
+            let Ok(Ok(connection)) = tokio::time::timeout(Duration::from_secs(5), connect).await
             else {
                 return;
             };
-            runtime.block_on(async move {
-                let connect = Connection::connect(&uri, ConnectionProperties::default());
-                let Ok(Ok(connection)) =
-                    tokio::time::timeout(Duration::from_secs(5), connect).await
-                else {
-                    return;
-                };
-                for queue in queues {
-                    if let Ok(channel) = connection.create_channel().await {
-                        let _ = channel
-                            .queue_delete(queue.as_str().into(), Default::default())
-                            .await;
-                    }
+            for queue in queues {
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = channel
+                        .queue_delete(queue.as_str().into(), Default::default())
+                        .await;
                 }
-                for exchange in [exchange.clone(), format!("{exchange}.unroutable")] {
-                    if let Ok(channel) = connection.create_channel().await {
-                        let _ = channel
-                            .exchange_delete(exchange.as_str().into(), Default::default())
-                            .await;
-                    }
+            }
+            for exchange in [exchange.clone(), format!("{exchange}.unroutable")] {
+                if let Ok(channel) = connection.create_channel().await {
+                    let _ = channel
+                        .exchange_delete(exchange.as_str().into(), Default::default())
+                        .await;
                 }
-                let _ = connection.close(200, "test cleanup".into()).await;
-            });
+            }
+            let _ = connection.close(200, "test cleanup".into()).await;
         });
-        let _ = cleanup.join();
     }
 }

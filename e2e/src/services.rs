@@ -56,6 +56,23 @@ impl TestProducer {
             .unwrap_or_else(|error| panic!("POST failed: {error}"))
     }
 
+    /// Waits (with a deadline) until a post of `body` gets `202 Accepted`, e.g. after an
+    /// outage.
+    pub async fn eventually_accepts(&self, body: &serde_json::Value, what: &str, within: Duration) {
+        crate::eventually(what, within, || async {
+            match self.post_change(body).await.status() {
+                reqwest::StatusCode::ACCEPTED => Ok(()),
+                status => Err(status),
+            }
+        })
+        .await;
+    }
+
+    /// `GET {path}` on the service, e.g. `get("/readyz")`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        get(&self.http, &self.url, path).await
+    }
+
     /// Like SIGTERM: stops accepting, finishes in-flight requests, closes the connection.
     pub async fn stop(self) {
         self.stop.cancel();
@@ -98,17 +115,16 @@ impl TestConsumer {
         }
     }
 
+    /// `GET {path}` on the service, e.g. `get("/readyz")`.
+    pub async fn get(&self, path: &str) -> reqwest::Response {
+        get(&self.http, &self.url, path).await
+    }
+
     /// `GET /api/v1/customers/{id}/address`: the status and the JSON body.
     pub async fn address_of(&self, customer_id: &str) -> (reqwest::StatusCode, serde_json::Value) {
         let response = self
-            .http
-            .get(format!(
-                "{}/api/v1/customers/{customer_id}/address",
-                self.url
-            ))
-            .send()
-            .await
-            .unwrap_or_else(|error| panic!("GET failed: {error}"));
+            .get(&format!("/api/v1/customers/{customer_id}/address"))
+            .await;
         let status = response.status();
         (
             status,
@@ -157,6 +173,13 @@ impl TestConsumer {
         self.stop.cancel();
         let _ = self.task.await;
     }
+}
+
+async fn get(http: &reqwest::Client, url: &str, path: &str) -> reqwest::Response {
+    http.get(format!("{url}{path}"))
+        .send()
+        .await
+        .unwrap_or_else(|error| panic!("GET {path} failed: {error}"))
 }
 
 async fn wait_ready(readiness: &Readiness, what: &str) {

@@ -21,3 +21,21 @@ where
         }
     }
 }
+
+/// Runs `cleanup` to completion on a thread with a runtime of its own, for `Drop`
+/// implementations: they cannot await, and may run inside the test's runtime, where
+/// blocking on another future would panic. Best effort: a failure to start is ignored.
+pub fn block_on_own_thread<F>(cleanup: F)
+where
+    F: Future<Output = ()> + Send + 'static,
+{
+    let _ = std::thread::spawn(move || {
+        if let Ok(runtime) = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+        {
+            runtime.block_on(cleanup);
+        }
+    })
+    .join();
+}

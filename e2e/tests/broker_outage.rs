@@ -271,29 +271,16 @@ async fn while_the_broker_blocks_publishers_the_producer_answers_503_at_once() {
         refused < Duration::from_secs(1),
         "refused in {refused:?}, not after a timeout"
     );
-    let ready = producer
-        .http
-        .get(format!("{}/readyz", producer.url))
-        .send()
-        .await
-        .unwrap();
+    let ready = producer.get("/readyz").await;
     assert_eq!(ready.status(), StatusCode::SERVICE_UNAVAILABLE);
 
     drop(alarm);
-    eventually(
-        "the producer to accept again once unblocked",
-        Duration::from_secs(15),
-        || async {
-            match producer
-                .post_change(&change_of_address("C-2", "PR1 2HE"))
-                .await
-                .status()
-            {
-                StatusCode::ACCEPTED => Ok(()),
-                status => Err(status),
-            }
-        },
-    )
-    .await;
+    producer
+        .eventually_accepts(
+            &change_of_address("C-2", "PR1 2HE"),
+            "the producer to accept again once unblocked",
+            Duration::from_secs(15),
+        )
+        .await;
     producer.stop().await;
 }

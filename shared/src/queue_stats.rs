@@ -6,7 +6,8 @@
 //! the management HTTP API, which also reports messages delivered but not yet acked.
 
 use crate::amqp::{BrokerAddress, Reconnector};
-use lapin::{Channel, Connection, options::QueueDeclareOptions, types::FieldTable};
+use crate::topology::inspect_queue;
+use lapin::{Channel, Connection};
 use serde::Serialize;
 use std::{
     sync::{Arc, RwLock},
@@ -167,17 +168,7 @@ async fn declare_passively(
     let Some(open) = channel.as_ref() else {
         return missing;
     };
-    match open
-        .queue_declare(
-            name.into(),
-            QueueDeclareOptions {
-                passive: true,
-                ..QueueDeclareOptions::default()
-            },
-            FieldTable::default(),
-        )
-        .await
-    {
+    match inspect_queue(open, name).await {
         Ok(queue) => QueueStats {
             name: name.to_owned(),
             exists: true,

@@ -209,13 +209,7 @@ impl Topology {
             Err(error) => return Err(error),
         };
         let channel = connection.create_channel().await?;
-        let passive = QueueDeclareOptions {
-            passive: true,
-            ..QueueDeclareOptions::default()
-        };
-        channel
-            .queue_declare(name.into(), passive, FieldTable::default())
-            .await?;
+        inspect_queue(&channel, name).await?;
         let _ = channel.close(200, "checked".into()).await;
         Ok(Some(format!(
             "queue {name:?} already exists with different arguments, so it is used as it is \
@@ -261,6 +255,21 @@ async fn declare_queue(
         )
         .await
         .map(|_| ())
+}
+
+/// A passive declare: the queue's ready messages and consumers as the broker counts them,
+/// without creating or changing it. A missing queue is `NOT_FOUND`, which closes `channel`.
+pub async fn inspect_queue(channel: &Channel, name: &str) -> Result<lapin::Queue, lapin::Error> {
+    channel
+        .queue_declare(
+            ShortString::from(name),
+            QueueDeclareOptions {
+                passive: true,
+                ..QueueDeclareOptions::default()
+            },
+            FieldTable::default(),
+        )
+        .await
 }
 
 /// Topic-exchange matching: words separated by `.`, `*` matches exactly one word, `#` zero

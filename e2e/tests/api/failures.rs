@@ -11,12 +11,7 @@ use shared::{amqp::BrokerAddress, http::ErrorBody};
 use std::{str::FromStr, time::Duration};
 
 async fn dead_letters(consumer: &TestConsumer) -> serde_json::Value {
-    let response = consumer
-        .http
-        .get(format!("{}/api/v1/dead-letters", consumer.url))
-        .send()
-        .await
-        .unwrap();
+    let response = consumer.get("/api/v1/dead-letters").await;
     assert_eq!(response.status(), StatusCode::OK);
     response.json().await.unwrap()
 }
@@ -241,15 +236,7 @@ async fn a_queue_declared_earlier_with_other_arguments_does_not_stop_start_up() 
     consumer_config.queue.max_length = 20;
     let consumer = TestConsumer::start(consumer_config).await;
 
-    let ready: serde_json::Value = producer
-        .http
-        .get(format!("{}/readyz", producer.url))
-        .send()
-        .await
-        .unwrap()
-        .json()
-        .await
-        .unwrap();
+    let ready: serde_json::Value = producer.get("/readyz").await.json().await.unwrap();
     assert_eq!(ready["status"], "ready");
     let warning = ready["warnings"][0].as_str().unwrap_or_default();
     assert!(
@@ -356,20 +343,12 @@ async fn a_silently_dead_network_path_is_noticed_by_heartbeats_and_the_producer_
     .await;
 
     link.thaw();
-    eventually(
-        "the producer to reconnect and accept again",
-        e2e::WITHIN,
-        || async {
-            match producer
-                .post_change(&change_of_address("C-3", "PR1 2HE"))
-                .await
-                .status()
-            {
-                StatusCode::ACCEPTED => Ok(()),
-                status => Err(status),
-            }
-        },
-    )
-    .await;
+    producer
+        .eventually_accepts(
+            &change_of_address("C-3", "PR1 2HE"),
+            "the producer to reconnect and accept again",
+            e2e::WITHIN,
+        )
+        .await;
     producer.stop().await;
 }

@@ -89,15 +89,8 @@ async fn the_queue_view_reports_the_depth_read_from_the_broker() {
         "the view to show three ready messages",
         Duration::from_secs(10),
         || async {
-            let snapshot: serde_json::Value = producer
-                .http
-                .get(format!("{}/api/v1/queues", producer.url))
-                .send()
-                .await
-                .unwrap()
-                .json()
-                .await
-                .unwrap();
+            let snapshot: serde_json::Value =
+                producer.get("/api/v1/queues").await.json().await.unwrap();
             if snapshot["queues"][0]["messages_ready"] == 3 {
                 Ok(snapshot)
             } else {

@@ -147,18 +147,8 @@ async fn healthz_answers_and_readyz_reports_ready_once_connected() {
     let env = TestEnv::new().await;
     let producer = TestProducer::start(env.producer_config()).await;
 
-    let health = producer
-        .http
-        .get(format!("{}/healthz", producer.url))
-        .send()
-        .await
-        .unwrap();
-    let ready = producer
-        .http
-        .get(format!("{}/readyz", producer.url))
-        .send()
-        .await
-        .unwrap();
+    let health = producer.get("/healthz").await;
+    let ready = producer.get("/readyz").await;
 
     assert_eq!(health.status(), StatusCode::OK);
     assert_eq!(ready.status(), StatusCode::OK);

@@ -275,18 +275,8 @@ async fn unknown_routes_and_methods_get_json_errors() {
     let env = TestEnv::new().await;
     let producer = TestProducer::start(env.producer_config()).await;
 
-    let missing = producer
-        .http
-        .get(format!("{}/api/v1/nothing-here", producer.url))
-        .send()
-        .await
-        .unwrap();
-    let wrong_method = producer
-        .http
-        .get(format!("{}/api/v1/address-changes", producer.url))
-        .send()
-        .await
-        .unwrap();
+    let missing = producer.get("/api/v1/nothing-here").await;
+    let wrong_method = producer.get("/api/v1/address-changes").await;
 
     assert_eq!(missing.status(), StatusCode::NOT_FOUND);
     assert_eq!(
@@ -357,18 +347,8 @@ async fn with_the_broker_unreachable_the_producer_is_alive_not_ready_and_answers
     config.broker.amqp_addr = BrokerAddress::parse("amqp://guest:guest@127.0.0.1:1/%2f").unwrap();
     let producer = TestProducer::start_unready(config).await;
 
-    let health = producer
-        .http
-        .get(format!("{}/healthz", producer.url))
-        .send()
-        .await
-        .unwrap();
-    let ready = producer
-        .http
-        .get(format!("{}/readyz", producer.url))
-        .send()
-        .await
-        .unwrap();
+    let health = producer.get("/healthz").await;
+    let ready = producer.get("/readyz").await;
     let started = Instant::now();
     let post = producer
         .post_change(&change_of_address("C-1", "PR1 2HE"))
