@@ -235,6 +235,28 @@ impl TestEnv {
         let _ = channel.close(200, "done".into()).await;
     }
 
+    /// Deletes exchanges and queues as an operator might by hand (the management UI's
+    /// Delete button), whatever they hold and whoever consumes them.
+    pub async fn delete_by_hand(&self, exchanges: &[&str], queues: &[&str]) {
+        let channel = self
+            .admin_channel()
+            .await
+            .unwrap_or_else(|error| panic!("{error}"));
+        for queue in queues {
+            channel
+                .queue_delete((*queue).into(), Default::default())
+                .await
+                .unwrap_or_else(|error| panic!("deleting queue {queue}: {error}"));
+        }
+        for exchange in exchanges {
+            channel
+                .exchange_delete((*exchange).into(), Default::default())
+                .await
+                .unwrap_or_else(|error| panic!("deleting exchange {exchange}: {error}"));
+        }
+        let _ = channel.close(200, "done".into()).await;
+    }
+
     /// Waits (with a deadline) until `queue` holds exactly `expected` ready messages.
     pub async fn depth_becomes(&self, queue: &str, expected: u32) {
         crate::eventually(

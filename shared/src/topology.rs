@@ -192,6 +192,52 @@ impl Topology {
         Ok(Declared { warnings })
     }
 
+    /// Which of the objects a publish goes through are gone from the broker: the exchange,
+    /// its alternate exchange and their queues. They go when someone deletes them by hand, or
+    /// with a broker that lost its definitions; declaring again brings them back. Passive
+    /// declares only: nothing is created or changed. (Bindings cannot be checked this way.)
+    pub async fn missing(&self, connection: &Connection) -> Result<Vec<String>, lapin::Error> {
+        let unroutable = self.unroutable_exchange();
+        let objects = [
+            (self.exchange.as_str(), true),
+            (unroutable.as_str(), true),
+            (self.queue.name.as_str(), false),
+            (unroutable.as_str(), false),
+        ];
+        let mut missing = Vec::new();
+        for (name, is_exchange) in objects {
+            // A missing object closes the channel it was asked on: one channel per question.
+            let channel = connection.create_channel().await?;
+            let found = if is_exchange {
+                let passive = ExchangeDeclareOptions {
+                    passive: true,
+                    ..ExchangeDeclareOptions::default()
+                };
+                channel
+                    .exchange_declare(
+                        name.into(),
+                        ExchangeKind::Topic,
+                        passive,
+                        FieldTable::default(),
+                    )
+                    .await
+            } else {
+                inspect_queue(&channel, name).await.map(|_| ())
+            };
+            match found {
+                Ok(()) => {
+                    let _ = channel.close(200, "checked".into()).await;
+                }
+                Err(error) if is_not_found(&error) => {
+                    let kind = if is_exchange { "exchange" } else { "queue" };
+                    missing.push(format!("{kind} {name}"));
+                }
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(missing)
+    }
+
     /// Declares the work queue with its arguments, on a channel of its own. If it exists
     /// with other arguments, checks that it exists and returns the warning for operators.
     async fn declare_work_queue(
@@ -296,6 +342,14 @@ pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
 
 fn string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
+}
+
+/// The broker's 404: the exchange or queue named does not exist.
+pub fn is_not_found(error: &lapin::Error) -> bool {
+    matches!(
+        error.kind(),
+        lapin::ErrorKind::ProtocolError(amqp) if amqp.kind() == &AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)
+    )
 }
 
 /// The broker's 406: the object exists with different properties.

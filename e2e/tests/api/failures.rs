@@ -1,5 +1,6 @@
 //! Failure is normal: poison messages, passing failures, a full queue, a changed queue
-//! setting, and connections closed by the broker. Each fault is injected for real.
+//! setting, connections closed by the broker, and exchanges and queues deleted by hand. Each
+//! fault is injected for real.
 
 use e2e::faults::SilentLink;
 use e2e::{
@@ -351,4 +352,64 @@ async fn a_silently_dead_network_path_is_noticed_by_heartbeats_and_the_producer_
         )
         .await;
     producer.stop().await;
+}
+
+/// Someone deletes the exchange and the work queue in the management UI while the producer
+/// runs. Deleting them drops no connection, so no reconnection would declare them again:
+/// the producer notices on the next publish (a 503: nothing was confirmed), declares the
+/// topology again, and accepts from then on, without a restart.
+#[tokio::test]
+async fn the_producer_declares_again_an_exchange_and_queue_deleted_by_hand() {
+    let env = TestEnv::new().await;
+    let producer = TestProducer::start(env.producer_config()).await;
+    assert_eq!(
+        producer
+            .post_change(&change_of_address("C-1", "PR1 2HE"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+
+    env.delete_by_hand(&[&env.exchange], &[&env.queue]).await;
+
+    producer
+        .eventually_accepts(
+            &change_of_address("C-2", "PR1 2HE"),
+            "the producer to declare the topology again and accept",
+            e2e::WITHIN,
+        )
+        .await;
+    env.depth_becomes(&env.queue, 1).await;
+    producer.stop().await;
+}
+
+/// The consumer's queue deleted by hand under it: the broker cancels the subscription, the
+/// consumer subscribes again (declaring the queue and its bindings), and what the producer
+/// accepts from then on is applied.
+#[tokio::test]
+async fn the_consumer_subscribes_again_when_its_queue_is_deleted_by_hand() {
+    let env = TestEnv::new().await;
+    let producer = TestProducer::start(env.producer_config()).await;
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+    assert_eq!(
+        producer
+            .post_change(&change_of_address("C-1", "PR1 2HE"))
+            .await
+            .status(),
+        StatusCode::ACCEPTED
+    );
+    consumer.shows("C-1").await;
+
+    env.delete_by_hand(&[], &[&env.queue]).await;
+
+    producer
+        .eventually_accepts(
+            &change_of_address("C-2", "LA1 1AA"),
+            "the producer to accept again",
+            e2e::WITHIN,
+        )
+        .await;
+    consumer.shows("C-2").await;
+    producer.stop().await;
+    consumer.stop().await;
 }

@@ -1,14 +1,20 @@
 //! Keeps the producer connected: connect with back-off, declare the topology, hand a fresh
-//! session to the requests, and start again whenever the connection is lost.
+//! session to the requests, and start again whenever the connection is lost. While
+//! connected, declare the topology again if a failed publish shows part of it was deleted.
 
 use super::{PublisherSettings, Session};
 use crate::metrics::BROKER_CONNECTED;
 use futures_util::StreamExt;
+use lapin::Connection;
 use shared::{
     amqp::{ConnectionEvent, Reconnector, connection_events},
     readiness::Readiness,
+    topology::Topology,
 };
-use std::sync::Arc;
+use std::{
+    sync::Arc,
+    time::{Duration, Instant},
+};
 use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
@@ -52,6 +58,7 @@ pub(super) async fn maintain(
         metrics::gauge!(BROKER_CONNECTED).set(1.0);
         tracing::info!(exchange = %settings.topology.exchange, "Ready to publish.");
 
+        let mut last_check: Option<Instant> = None;
         loop {
             let event = tokio::select! {
                 () = stop.cancelled() => {
@@ -62,6 +69,13 @@ pub(super) async fn maintain(
                         tracing::warn!(%error, "Could not close the broker connection cleanly.");
                     }
                     return;
+                }
+                () = session.topology_check.notified() => {
+                    if last_check.is_none_or(|at| at.elapsed() >= TOPOLOGY_CHECK_INTERVAL) {
+                        last_check = Some(Instant::now());
+                        restore_topology(&settings.topology, &session.connection, &readiness).await;
+                    }
+                    continue;
                 }
                 event = events.next() => event,
             };
@@ -88,5 +102,34 @@ pub(super) async fn maintain(
         }
         sessions.send_replace(None);
         metrics::gauge!(BROKER_CONNECTED).set(0.0);
+    }
+}
+
+/// Failed publishes ask for a topology check at most this often: under a flood every
+/// refusal (a full queue) rings, and one look a second is plenty.
+const TOPOLOGY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+
+/// Declares the topology again if part of it is gone from the broker (deleted by hand, or
+/// a broker that lost its definitions), so publishing recovers without a restart. Only a
+/// reconnection would declare it otherwise, and deleting an exchange does not drop
+/// connections.
+async fn restore_topology(topology: &Topology, connection: &Connection, readiness: &Readiness) {
+    let missing = match topology.missing(connection).await {
+        Ok(missing) if missing.is_empty() => return,
+        Ok(missing) => missing,
+        Err(error) => {
+            tracing::warn!(%error, "Could not check the topology after a failed publish.");
+            return;
+        }
+    };
+    tracing::warn!(
+        ?missing,
+        "Part of the topology is gone from the broker (deleted by hand?); declaring it again."
+    );
+    match topology.declare(connection).await {
+        Ok(declared) => readiness.set_warnings(declared.warnings),
+        Err(error) => {
+            tracing::error!(%error, "Could not declare the topology again; the next failed publish retries.");
+        }
     }
 }

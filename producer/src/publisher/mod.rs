@@ -84,6 +84,9 @@ struct Session {
     /// The broker's reason while it has blocked the connection: publishing then fails at
     /// once rather than hanging until the timeout.
     blocked: Mutex<Option<String>>,
+    /// Rung by a publish the broker failed in a way that may mean the topology was deleted
+    /// under us; the connection's task then checks it and declares it again if need be.
+    topology_check: tokio::sync::Notify,
 }
 
 impl Publisher {
@@ -121,7 +124,25 @@ impl Publisher {
         .await
         .unwrap_or(Err(PublishError::Timeout(self.publish_timeout)));
         record(&outcome);
+        if outcome
+            .as_ref()
+            .is_err_and(PublishError::may_mean_topology_lost)
+        {
+            session.topology_check.notify_one();
+        }
         outcome
+    }
+}
+
+impl PublishError {
+    /// Whether this answer may mean that an exchange or queue was deleted on the broker: a
+    /// publish to a missing exchange closes its channel (404), and with the queue gone its
+    /// messages fall through to the alternate exchange, which refuses them.
+    fn may_mean_topology_lost(&self) -> bool {
+        matches!(
+            self,
+            Self::Broker(_) | Self::Nacked | Self::Unroutable { .. }
+        )
     }
 }
 
@@ -163,6 +184,7 @@ impl Session {
             channels: ConfirmChannels::new(Arc::clone(&connection), channels),
             connection,
             blocked: Mutex::new(None),
+            topology_check: tokio::sync::Notify::new(),
         }
     }
 
@@ -202,7 +224,7 @@ impl Session {
                 tracing::error!(
                     routing_key = %message.routing_key,
                     returned = ?returned.properties.message_id(),
-                    "A message came back unroutable: the exchange has lost its alternate exchange; reconnect (or restart) the producer to declare it again."
+                    "A message came back unroutable: the exchange has lost its alternate exchange; declaring the topology again."
                 );
                 Err(unroutable())
             }
