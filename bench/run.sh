@@ -356,11 +356,29 @@ done
 median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
 verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == ">=") ? v >= t : v <= t; print ok ? "PASS" : "MISS" }'; }
-PRODUCER_RATIO=$(ratio "$(median "${PRODUCER_RATES[@]}")" "$(median "${BARE_RATES[@]}")")
+# A ratio compares two runs of the same round, back to back, so that a drift in the
+# machine's speed between rounds cancels out; the verdict takes the median of the rounds'.
+per_round_ratios() { # per_round_ratios "OURS..." "CEILINGS...": one ratio a round
+    local -a ours ceilings
+    read -r -a ours <<<"$1"
+    read -r -a ceilings <<<"$2"
+    local i
+    for i in "${!ours[@]}"; do
+        ratio "${ours[$i]}" "${ceilings[$i]}"
+        echo
+    done
+}
+mapfile -t PRODUCER_RATIOS < <(per_round_ratios "${PRODUCER_RATES[*]}" "${BARE_RATES[*]}")
+mapfile -t DRAIN_RATIOS < <(per_round_ratios "${CONSUMER_RATES[*]}" "${RAW_RATES[*]}")
+PRODUCER_RATIO=$(ratio "$(median "${PRODUCER_RATIOS[@]}")" 1)
 PRODUCER_P99=$(median "${PRODUCER_P99S[@]}")
-DRAIN_RATIO=$(ratio "$(median "${CONSUMER_RATES[@]}")" "$(median "${RAW_RATES[@]}")")
-of_rounds=""
-((ROUNDS > 1)) && of_rounds=" (medians of $ROUNDS rounds)"
+DRAIN_RATIO=$(ratio "$(median "${DRAIN_RATIOS[@]}")" 1)
+of_rounds="" producer_rounds="" drain_rounds=""
+if ((ROUNDS > 1)); then
+    of_rounds=" (medians of $ROUNDS rounds)"
+    producer_rounds=" (rounds: ${PRODUCER_RATIOS[*]})"
+    drain_rounds=" (rounds: ${DRAIN_RATIOS[*]})"
+fi
 
 RESULTS="bench/results/$(date -u +%Y-%m-%dT%H%M%SZ).md"
 mkdir -p bench/results
@@ -375,8 +393,8 @@ mkdir -p bench/results
     printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
     printf '%s\n' "${ROWS[@]}"
     printf '\n| target%s | measured | result |\n| --- | --- | --- |\n' "$of_rounds"
-    printf '| producer >= 0.9x bare-publisher | %sx | %s |\n' "$PRODUCER_RATIO" "$(verdict "$PRODUCER_RATIO" 0.9 '>=')"
+    printf '| producer >= 0.9x bare-publisher | %sx%s | %s |\n' "$PRODUCER_RATIO" "$producer_rounds" "$(verdict "$PRODUCER_RATIO" 0.9 '>=')"
     printf '| producer p99 <= 15 ms | %s ms | %s |\n' "$PRODUCER_P99" "$(verdict "$PRODUCER_P99" 15 '<=')"
-    printf '| consumer drain >= 0.7x raw-drain | %sx | %s |\n' "$DRAIN_RATIO" "$(verdict "$DRAIN_RATIO" 0.7 '>=')"
+    printf '| consumer drain >= 0.7x raw-drain | %sx%s | %s |\n' "$DRAIN_RATIO" "$drain_rounds" "$(verdict "$DRAIN_RATIO" 0.7 '>=')"
 } | tee "$RESULTS"
 log "written to $RESULTS"

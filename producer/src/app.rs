@@ -51,8 +51,10 @@ impl Application {
             },
             readiness.clone(),
         );
-        // The HTTP deadline sits above the publish timeout, which answers first.
-        let request_timeout = config.publish_timeout() + Duration::from_secs(5);
+        // The HTTP deadline sits above the publish and consumer timeouts, which answer first
+        // with their own errors.
+        let request_timeout =
+            config.publish_timeout().max(config.consumer_timeout()) + Duration::from_secs(5);
         let router = http::with_common_layers(
             routes::router(
                 AppState {

@@ -17,10 +17,10 @@ use serde::{Deserialize, Serialize};
 use std::{any::Any, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
+use tower::{BoxError, ServiceBuilder, timeout::TimeoutLayer};
 use tower_http::{
     LatencyUnit,
     catch_panic::CatchPanicLayer,
-    timeout::TimeoutLayer,
     trace::{DefaultOnResponse, TraceLayer},
 };
 use tracing::Level;
@@ -110,10 +110,11 @@ pub fn with_common_layers(router: Router, service: &str, request_timeout: Durati
             metrics::track_http,
         ))
         .layer(CatchPanicLayer::custom(panic_response))
-        .layer(TimeoutLayer::with_status_code(
-            StatusCode::SERVICE_UNAVAILABLE,
-            request_timeout,
-        ))
+        .layer(
+            ServiceBuilder::new()
+                .layer(axum::error_handling::HandleErrorLayer::new(deadline_passed))
+                .layer(TimeoutLayer::new(request_timeout)),
+        )
         .layer(
             TraceLayer::new_for_http()
                 .make_span_with(|request: &Request<_>| {
@@ -155,6 +156,24 @@ async fn trace_context(
     response
 }
 
+/// A request that outlives the overall deadline is dropped (and with it whatever it was
+/// waiting for) and answered like every other refusal: a 503 with the JSON error body and
+/// `Retry-After`. The only error the timeout layer raises is its own.
+async fn deadline_passed(_: BoxError) -> Response {
+    let mut response = error_response(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "request_timeout",
+        "The request did not finish in time and was abandoned. Retry it: with the same \
+         Idempotency-Key a retry cannot apply a change twice.",
+        None,
+    );
+    response.headers_mut().insert(
+        axum::http::header::RETRY_AFTER,
+        axum::http::HeaderValue::from_static("5"),
+    );
+    response
+}
+
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
     error_response(
         StatusCode::INTERNAL_SERVER_ERROR,
@@ -174,4 +193,36 @@ pub async fn serve(
     axum::serve(listener, router)
         .with_graceful_shutdown(async move { shutdown.cancelled().await })
         .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    #[tokio::test]
+    async fn a_request_past_the_deadline_gets_a_json_503_with_retry_after() {
+        let slow = Router::new().route(
+            "/slow",
+            get(|| async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                "too late"
+            }),
+        );
+        let router = with_common_layers(slow, "test", Duration::from_millis(50));
+
+        let response = router
+            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "5");
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let error: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error.error.code, "request_timeout");
+    }
 }

@@ -371,5 +371,10 @@ async fn with_the_broker_unreachable_the_producer_is_alive_not_ready_and_answers
         "broker_unavailable"
     );
     assert!(took < Duration::from_secs(2), "took {took:?}");
+    let metrics = producer.get("/metrics").await.text().await.unwrap();
+    assert!(
+        metrics.contains(r#"producer_publish_failures_total{reason="unavailable"}"#),
+        "the refusal is counted:\n{metrics}"
+    );
     producer.stop().await;
 }

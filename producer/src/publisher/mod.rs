@@ -107,6 +107,12 @@ impl Publisher {
     /// Publishes `message` and waits for the broker's confirm, for at most the publish
     /// timeout in total (including waiting for a free channel).
     pub async fn publish(&self, message: EventMessage) -> Result<(), PublishError> {
+        let outcome = self.try_publish(&message).await;
+        record(&outcome);
+        outcome
+    }
+
+    async fn try_publish(&self, message: &EventMessage) -> Result<(), PublishError> {
         let session = self
             .session
             .borrow()
@@ -119,11 +125,10 @@ impl Publisher {
         // unwritten publish or an awaited confirm, never half a publish (see `channels`).
         let outcome = tokio::time::timeout(
             self.publish_timeout,
-            session.publish(&self.topology, &message),
+            session.publish(&self.topology, message),
         )
         .await
         .unwrap_or(Err(PublishError::Timeout(self.publish_timeout)));
-        record(&outcome);
         if outcome
             .as_ref()
             .is_err_and(PublishError::may_mean_topology_lost)
