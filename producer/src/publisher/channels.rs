@@ -4,18 +4,24 @@
 //! the publish is registered. Registering and queueing a publish's frames are two steps in
 //! lapin 4.12 (both in the first poll of `basic_publish`, so a dropped future never leaves
 //! one without the other), and two publishes racing on one channel could swap tags and so
-//! swap confirms: each channel therefore takes one publish at a time for the moment it is
-//! written, while the waits for confirms overlap freely. (Unroutable messages come back as `basic.nack`s
-//! through the exchange's alternate exchange, not as `basic.return`s, which lapin could
-//! not attribute to the right publish once several are in flight.)
+//! swap confirms: each channel therefore takes one publish at a time for that first poll.
+//! The waits that follow, for lapin's I/O thread to write the frames and for the broker's
+//! confirms, overlap freely. (Unroutable messages come back as `basic.nack`s through the
+//! exchange's alternate exchange, not as `basic.return`s, which lapin could not attribute
+//! to the right publish once several are in flight.)
 
 use lapin::{
     BasicProperties, Channel, Connection, PublisherConfirm,
     options::{BasicPublishOptions, ConfirmSelectOptions},
 };
-use std::sync::{
-    Arc,
-    atomic::{AtomicUsize, Ordering},
+use std::{
+    future::{Future, poll_fn},
+    pin::pin,
+    sync::{
+        Arc,
+        atomic::{AtomicUsize, Ordering},
+    },
+    task::Poll,
 };
 use tokio::sync::Mutex;
 
@@ -23,7 +29,7 @@ use tokio::sync::Mutex;
 pub(super) struct ConfirmChannels {
     connection: Arc<Connection>,
     /// Each slot is one channel in confirm mode, opened on first use and reopened after a
-    /// channel-level error closes it. The lock is held only while a publish is written.
+    /// channel-level error closes it. The lock is held only for a publish's first poll.
     slots: Vec<Mutex<Option<Channel>>>,
     /// Spreads the requests over the slots in turn.
     next: AtomicUsize,
@@ -60,17 +66,26 @@ impl ConfirmChannels {
                 channel
             }
         };
-        channel
-            .basic_publish(
-                exchange.into(),
-                routing_key.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                body,
-                properties,
-            )
-            .await
+        let publish = channel.basic_publish(
+            exchange.into(),
+            routing_key.into(),
+            BasicPublishOptions {
+                mandatory: true,
+                ..BasicPublishOptions::default()
+            },
+            body,
+            properties,
+        );
+        let mut publish = pin!(publish);
+        // Only the first poll needs the channel to itself: it registers the delivery tag and
+        // queues the frames. The rest is the wait for lapin's I/O thread to write them,
+        // during which other publishes may go ahead (holding the lock through it serialised
+        // a channel's publishes on that thread's round trips).
+        let first = poll_fn(|cx| Poll::Ready(publish.as_mut().poll(cx))).await;
+        drop(open);
+        match first {
+            Poll::Ready(written) => written,
+            Poll::Pending => publish.await,
+        }
     }
 }
