@@ -69,11 +69,14 @@ pub enum SettleError {
     Broker(#[from] lapin::Error),
     #[error("the broker did not take the message for {queue}: {detail}")]
     NotConfirmed { queue: String, detail: String },
+    /// lapin sent no ack: the channel had failed, so the broker will redeliver.
+    #[error("the ack could not be sent: the channel has failed")]
+    NotAcked,
 }
 
 /// Settles deliveries of one work queue: acks, and moves messages to its retry queues and
-/// dead-letter queue. Moving is publish-confirm-then-ack, so a message is always in at least
-/// one queue; if the consumer dies in between, the copy and the redelivery are both applied
+/// dead-letter queue. Moving is publish-confirm, then ack (one `multiple` ack per batch), so
+/// a message is always in at least one queue; if the consumer dies in between, the copy and the redelivery are both applied
 /// once at most, thanks to the store's record of applied event ids.
 #[derive(Debug)]
 pub struct Settler {
@@ -110,18 +113,33 @@ impl Settler {
     /// One `multiple` ack is enough because deliveries are settled in the order they
     /// arrived on this channel, batch after batch: when a batch ends, every earlier delivery
     /// is settled already, so "everything up to the last tag" is exactly this batch.
+    ///
+    /// If a move fails, what was settled before it is acked first, so that its copies are
+    /// not made again when the rest of the batch is redelivered.
     pub async fn settle_batch(
         &self,
         batch: impl IntoIterator<Item = (&Delivery, Outcome)>,
     ) -> Result<Vec<Settled>, SettleError> {
         let mut settled = Vec::new();
-        let mut last = None;
+        let mut last_settled = None;
         for (delivery, outcome) in batch {
-            settled.push(self.move_if_needed(delivery, outcome).await?);
-            last = Some(delivery);
+            match self.move_if_needed(delivery, outcome).await {
+                Ok(done) => {
+                    settled.push(done);
+                    last_settled = Some(delivery);
+                }
+                Err(error) => {
+                    if let Some(done) = last_settled
+                        && let Err(ack_error) = ack_up_to(done).await
+                    {
+                        tracing::warn!(%ack_error, "Could not ack the part of the batch settled before a failed move; it will be redelivered.");
+                    }
+                    return Err(error);
+                }
+            }
         }
-        if let Some(last) = last {
-            last.ack(BasicAckOptions { multiple: true }).await?;
+        if let Some(last) = last_settled {
+            ack_up_to(last).await?;
         }
         Ok(settled)
     }
@@ -267,4 +285,13 @@ fn headers_of(properties: &BasicProperties) -> FieldTable {
 
 fn long_string(value: &str) -> AMQPValue {
     AMQPValue::LongString(LongString::from(value))
+}
+
+/// Acks `delivery` and every earlier one on its channel.
+async fn ack_up_to(delivery: &Delivery) -> Result<(), SettleError> {
+    if delivery.ack(BasicAckOptions { multiple: true }).await? {
+        Ok(())
+    } else {
+        Err(SettleError::NotAcked)
+    }
 }

@@ -209,7 +209,8 @@ async fn consume(
 
 /// Processes a batch and settles each delivery in order. A delivery that cannot be settled
 /// (the broker went away) ends the subscription: it and the rest of the batch stay unacked
-/// and come back, and the store's record of applied ids makes the second pass a no-op.
+/// (what was settled before it is acked if the broker still allows) and come back, and the
+/// store's record of applied ids makes the second pass a no-op.
 async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> Result<(), String> {
     metrics::counter!(metric::DELIVERIES_RECEIVED).increment(batch.len() as u64);
 
@@ -220,11 +221,10 @@ async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> 
         .collect();
     let results = handler::process(store, &bodies).await;
     let took = started.elapsed().as_secs_f64();
-    let events: Vec<_> = results
-        .iter()
-        .map(|processed| processed.event.clone())
-        .collect();
-    let outcomes = results.into_iter().map(|processed| processed.outcome);
+    let (events, outcomes): (Vec<_>, Vec<_>) = results
+        .into_iter()
+        .map(|processed| (processed.event, processed.outcome))
+        .unzip();
     let settled = match settler.settle_batch(batch.iter().zip(outcomes)).await {
         Ok(settled) => settled,
         Err(error) => {

@@ -56,6 +56,12 @@ impl TestProducer {
             .unwrap_or_else(|error| panic!("POST failed: {error}"))
     }
 
+    /// Posts `body` and asserts that the producer answered `202 Accepted`.
+    pub async fn accepts(&self, body: &serde_json::Value) {
+        let status = self.post_change(body).await.status();
+        assert_eq!(status, reqwest::StatusCode::ACCEPTED, "posting {body}");
+    }
+
     /// Waits (with a deadline) until a post of `body` gets `202 Accepted`, e.g. after an
     /// outage.
     pub async fn eventually_accepts(&self, body: &serde_json::Value, what: &str, within: Duration) {

@@ -239,13 +239,7 @@ async fn while_the_broker_blocks_publishers_the_producer_answers_503_at_once() {
     let _turn = ONE_AT_A_TIME.lock().await;
     let env = TestEnv::new().await;
     let producer = TestProducer::start(env.producer_config()).await;
-    assert_eq!(
-        producer
-            .post_change(&change_of_address("C-0", "PR1 2HE"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    producer.accepts(&change_of_address("C-0", "PR1 2HE")).await;
 
     let alarm = MemoryAlarm::raise().await;
     let refused = eventually(

@@ -163,8 +163,7 @@ async fn deadline_passed(_: BoxError) -> Response {
     let mut response = error_response(
         StatusCode::SERVICE_UNAVAILABLE,
         "request_timeout",
-        "The request did not finish in time and was abandoned. Retry it: with the same \
-         Idempotency-Key a retry cannot apply a change twice.",
+        "The request did not finish in time and was abandoned; retry it.",
         None,
     );
     response.headers_mut().insert(

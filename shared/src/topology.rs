@@ -72,13 +72,7 @@ impl WorkQueue {
     }
 
     fn arguments(&self) -> FieldTable {
-        let mut arguments = FieldTable::default();
-        arguments.insert(
-            "x-max-length".into(),
-            AMQPValue::LongLongInt(i64::from(self.max_length)),
-        );
-        arguments.insert("x-overflow".into(), string("reject-publish"));
-        arguments
+        refuse_beyond(self.max_length)
     }
 }
 
@@ -140,10 +134,7 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        let mut refuse_everything = FieldTable::default();
-        refuse_everything.insert("x-max-length".into(), AMQPValue::LongLongInt(0));
-        refuse_everything.insert("x-overflow".into(), string("reject-publish"));
-        declare_queue(&channel, &unroutable, refuse_everything).await?;
+        declare_queue(&channel, &unroutable, refuse_beyond(0)).await?;
         channel
             .queue_bind(
                 unroutable.as_str().into(),
@@ -338,6 +329,18 @@ pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
     let pattern: Vec<&str> = pattern.split('.').collect();
     let key: Vec<&str> = routing_key.split('.').collect();
     matches(&pattern, &key)
+}
+
+/// Queue arguments for a queue that holds at most `max_length` ready messages and refuses
+/// (nacks) what would go beyond, rather than dropping its oldest.
+fn refuse_beyond(max_length: u32) -> FieldTable {
+    let mut arguments = FieldTable::default();
+    arguments.insert(
+        "x-max-length".into(),
+        AMQPValue::LongLongInt(i64::from(max_length)),
+    );
+    arguments.insert("x-overflow".into(), string("reject-publish"));
+    arguments
 }
 
 fn string(value: &str) -> AMQPValue {

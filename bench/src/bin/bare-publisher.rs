@@ -19,7 +19,11 @@ use lapin::{
     options::{BasicPublishOptions, ConfirmSelectOptions},
     types::{AMQPValue, FieldTable},
 };
-use shared::message::{CONTENT_TYPE, PERSISTENT};
+use shared::{
+    event::EVENT_TYPE,
+    message::{CONTENT_TYPE, PERSISTENT},
+    trace_context::{TRACEPARENT, TraceContext},
+};
 use std::{
     net::SocketAddr,
     sync::{
@@ -142,19 +146,14 @@ async fn publish(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCode {
 /// The properties `shared::message::EventMessage` sets, with values of the same size.
 fn with_producer_properties(properties: &BasicProperties) -> BasicProperties {
     let mut headers = FieldTable::default();
-    let trace = format!(
-        "00-{}-{}-01",
-        Uuid::new_v4().simple(),
-        &Uuid::new_v4().simple().to_string()[..16]
-    );
     headers.insert(
-        "traceparent".into(),
-        AMQPValue::LongString(trace.as_str().into()),
+        TRACEPARENT.into(),
+        AMQPValue::LongString(TraceContext::new_root().to_string().as_str().into()),
     );
     properties
         .clone()
         .with_message_id(Uuid::new_v4().to_string().into())
-        .with_type("address.changed".into())
+        .with_type(EVENT_TYPE.into())
         .with_timestamp(OffsetDateTime::now_utc().unix_timestamp().max(0) as u64)
         .with_app_id("producer".into())
         .with_headers(headers)

@@ -85,7 +85,7 @@ async fn main() -> anyhow::Result<()> {
                 .await?;
             println!("purged={purged}");
         }
-        Command::Delete { queues, exchanges } => delete(&connection, &queues, &exchanges).await,
+        Command::Delete { queues, exchanges } => delete(&connection, &queues, &exchanges).await?,
     }
     let _ = connection.close(200, "bench-queue done".into()).await;
     Ok(())
@@ -173,8 +173,15 @@ async fn watch(
     Ok(())
 }
 
-/// Each delete gets a channel of its own: a refused one closes its channel.
-async fn delete(connection: &Connection, queues: &[String], exchanges: &[String]) {
+/// Each delete gets a channel of its own: a refused one closes its channel. Deleting what
+/// does not exist succeeds; any other failure is printed and makes the command fail, so
+/// that `bench/run.sh` can say what it left behind.
+async fn delete(
+    connection: &Connection,
+    queues: &[String],
+    exchanges: &[String],
+) -> anyhow::Result<()> {
+    let mut failed = 0;
     for queue in queues {
         let deleted = match connection.create_channel().await {
             Ok(channel) => channel
@@ -183,9 +190,9 @@ async fn delete(connection: &Connection, queues: &[String], exchanges: &[String]
                 .map(|messages| format!("deleted queue {queue} ({messages} messages)")),
             Err(error) => Err(error),
         };
-        println!(
-            "{}",
-            deleted.unwrap_or_else(|e| format!("queue {queue}: {e}"))
+        report(
+            deleted.map_err(|e| format!("queue {queue}: {e}")),
+            &mut failed,
         );
     }
     for exchange in exchanges {
@@ -196,9 +203,21 @@ async fn delete(connection: &Connection, queues: &[String], exchanges: &[String]
                 .map(|()| format!("deleted exchange {exchange}")),
             Err(error) => Err(error),
         };
-        println!(
-            "{}",
-            deleted.unwrap_or_else(|e| format!("exchange {exchange}: {e}"))
+        report(
+            deleted.map_err(|e| format!("exchange {exchange}: {e}")),
+            &mut failed,
         );
+    }
+    anyhow::ensure!(failed == 0, "{failed} deletes failed");
+    Ok(())
+}
+
+fn report(outcome: Result<String, String>, failed: &mut usize) {
+    match outcome {
+        Ok(done) => println!("{done}"),
+        Err(error) => {
+            eprintln!("{error}");
+            *failed += 1;
+        }
     }
 }

@@ -316,13 +316,7 @@ async fn a_silently_dead_network_path_is_noticed_by_heartbeats_and_the_producer_
     ))
     .unwrap();
     let producer = TestProducer::start(config).await;
-    assert_eq!(
-        producer
-            .post_change(&change_of_address("C-1", "PR1 2HE"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    producer.accepts(&change_of_address("C-1", "PR1 2HE")).await;
 
     link.freeze();
     // Nothing is answered 202 while the path is dead: the wait for a confirm is bounded.
@@ -362,13 +356,7 @@ async fn a_silently_dead_network_path_is_noticed_by_heartbeats_and_the_producer_
 async fn the_producer_declares_again_an_exchange_and_queue_deleted_by_hand() {
     let env = TestEnv::new().await;
     let producer = TestProducer::start(env.producer_config()).await;
-    assert_eq!(
-        producer
-            .post_change(&change_of_address("C-1", "PR1 2HE"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    producer.accepts(&change_of_address("C-1", "PR1 2HE")).await;
 
     env.delete_by_hand(&[&env.exchange], &[&env.queue]).await;
 
@@ -391,13 +379,7 @@ async fn the_consumer_subscribes_again_when_its_queue_is_deleted_by_hand() {
     let env = TestEnv::new().await;
     let producer = TestProducer::start(env.producer_config()).await;
     let consumer = TestConsumer::start(env.consumer_config()).await;
-    assert_eq!(
-        producer
-            .post_change(&change_of_address("C-1", "PR1 2HE"))
-            .await
-            .status(),
-        StatusCode::ACCEPTED
-    );
+    producer.accepts(&change_of_address("C-1", "PR1 2HE")).await;
     consumer.shows("C-1").await;
 
     env.delete_by_hand(&[], &[&env.queue]).await;

@@ -183,13 +183,9 @@ async fn every_subscriber_gets_its_own_copy_and_the_preston_mailshot_only_pr_pos
             .await;
 
     for (customer, postcode) in [("C-PRESTON", "PR1 2HE"), ("C-LANCASTER", "LA1 1PJ")] {
-        assert_eq!(
-            producer
-                .post_change(&change_of_address(customer, postcode))
-                .await
-                .status(),
-            StatusCode::ACCEPTED
-        );
+        producer
+            .accepts(&change_of_address(customer, postcode))
+            .await;
     }
 
     for subscriber in [&main, &payments] {
