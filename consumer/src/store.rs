@@ -119,9 +119,12 @@ impl Store {
         &self.description
     }
 
-    /// Applies `events` in order, in one transaction: all of them are durable when this
-    /// returns `Ok`, none of them if it returns `Err`. Batching is what lets one commit
-    /// (and one disk flush) serve many messages.
+    /// Applies `events` in one transaction and returns one result per event, in their
+    /// order: all of them are durable when this returns `Ok`, none of them if it returns
+    /// `Err`. Each customer ends with its latest change (effective date, then occurrence);
+    /// an earlier change for the same customer in the same batch may be recorded as
+    /// superseded rather than updated.
+    /// Batching is what lets one commit (and one disk flush) serve many messages.
     pub async fn apply(&self, events: &[&AddressChanged]) -> Result<Vec<Applied>, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let mut results = Vec::with_capacity(events.len());
