@@ -200,7 +200,7 @@ async fn a_broker_restart_mid_stream_loses_no_accepted_change_and_both_services_
         },
     )
     .await;
-    env.depth_becomes(&env.queue, 0).await;
+    consumer.caught_up(&env).await;
 
     let posted = posted.lock().await;
     for post in posted.iter() {

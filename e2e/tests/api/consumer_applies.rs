@@ -18,10 +18,15 @@ async fn the_same_event_delivered_twice_is_applied_once() {
     env.publish_event(&event).await;
     env.publish_event(&event).await;
 
-    wait_until_drained(&env, &consumer, 1).await;
+    consumer.caught_up(&env).await;
     assert_eq!(
         consumer.store.times_recorded(event.event_id).await.unwrap(),
         1
+    );
+    assert_eq!(
+        consumer.store.events_recorded().await.unwrap(),
+        2,
+        "the event once, and caught_up's marker"
     );
     let (status, body) = consumer.address_of("C-1").await;
     assert_eq!(status, StatusCode::OK);

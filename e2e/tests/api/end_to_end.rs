@@ -94,13 +94,17 @@ async fn a_client_retry_with_the_same_idempotency_key_is_applied_once() {
     let first: Accepted = post().await.unwrap().json().await.unwrap();
     let retry: Accepted = post().await.unwrap().json().await.unwrap();
 
-    env.depth_becomes(&env.queue, 0).await;
+    consumer.caught_up(&env).await;
     assert_eq!(first.event_id, retry.event_id);
     assert_eq!(
         consumer.store.times_recorded(first.event_id).await.unwrap(),
         1
     );
-    assert_eq!(consumer.store.events_recorded().await.unwrap(), 1);
+    assert_eq!(
+        consumer.store.events_recorded().await.unwrap(),
+        2,
+        "the change once, and caught_up's marker"
+    );
     producer.stop().await;
     consumer.stop().await;
 }
