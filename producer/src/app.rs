@@ -7,8 +7,8 @@ use crate::{
     routes::{self, AppState},
 };
 use shared::{config::topology, http, queue_stats, readiness::Readiness};
-use std::{net::SocketAddr, time::Duration};
-use tokio::net::TcpListener;
+use std::{net::SocketAddr, sync::Arc, time::Duration};
+use tokio::{net::TcpListener, sync::Semaphore};
 use tokio_util::sync::CancellationToken;
 
 /// A producer that is bound to its port and connecting to the broker, but not yet serving.
@@ -60,10 +60,10 @@ impl Application {
                 AppState {
                     publisher: publisher.clone(),
                     consumer: ConsumerClient::new(&config.consumer_url, config.consumer_timeout()),
+                    in_flight: Arc::new(Semaphore::new(config.max_in_flight_requests as usize)),
                 },
                 readiness.clone(),
                 queues,
-                config.max_in_flight_requests as usize,
             ),
             "producer",
             request_timeout,

@@ -2,13 +2,10 @@
 
 use crate::{consumer_client::SyncError, publisher::PublishError};
 use axum::{
-    http::{HeaderValue, StatusCode, header::RETRY_AFTER},
+    http::StatusCode,
     response::{IntoResponse, Response},
 };
 use shared::http::error_response;
-
-/// Seconds a client is asked to wait before retrying a 503.
-const RETRY_AFTER_SECS: u64 = 5;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ApiError {
@@ -87,12 +84,7 @@ impl IntoResponse for ApiError {
             Self::Validation { field, .. } => field.clone(),
             _ => None,
         };
-        let mut response = error_response(status, code, self.to_string(), field);
-        if status == StatusCode::SERVICE_UNAVAILABLE {
-            response
-                .headers_mut()
-                .insert(RETRY_AFTER, HeaderValue::from(RETRY_AFTER_SECS));
-        }
-        response
+        // A 503 gets `Retry-After` there.
+        error_response(status, code, self.to_string(), field)
     }
 }

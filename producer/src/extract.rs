@@ -8,8 +8,7 @@ use axum::{
 };
 use serde::de::DeserializeOwned;
 
-/// Largest request body accepted, in bytes; larger ones get 413 without being read further.
-pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+use shared::http::BODY_LIMIT_BYTES;
 
 /// Like `axum::Json`, but failures are [`ApiError`]s naming the field at fault, and the
 /// JSON-syntax (400) versus JSON-shape (422) distinction follows the HTTP semantics.

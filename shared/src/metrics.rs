@@ -6,10 +6,9 @@
 
 use axum::{
     Router,
-    extract::{MatchedPath, Request, State},
-    http::header::CONTENT_TYPE,
-    middleware::Next,
-    response::{IntoResponse, Response},
+    extract::MatchedPath,
+    http::{Method, StatusCode, header::CONTENT_TYPE},
+    response::IntoResponse,
     routing::get,
 };
 use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle};
@@ -86,25 +85,40 @@ impl HttpMetrics {
     }
 }
 
-/// Middleware: counts every request by method, route and status, and times it by method
-/// and route. The route is the matched pattern (`/api/v1/customers/{customer_id}/address`),
-/// never the raw path, so the number of series stays bounded.
-pub async fn track_http(
-    State(names): State<HttpMetrics>,
-    request: Request,
-    next: Next,
-) -> Response {
-    let route = request
-        .extensions()
-        .get::<MatchedPath>()
-        .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
-    let method = request.method().to_string();
-    let started = Instant::now();
-    let response = next.run(request).await;
-    let status = response.status().as_u16().to_string();
-    metrics::histogram!(names.duration, "method" => method.clone(), "route" => route.clone())
-        .record(started.elapsed().as_secs_f64());
-    metrics::counter!(names.requests, "method" => method, "route" => route, "status" => status)
-        .increment(1);
-    response
+impl HttpMetrics {
+    /// Starts timing `request`, to be recorded with its answer's status.
+    pub fn start<B>(self, request: &axum::http::Request<B>) -> RequestTimer {
+        RequestTimer {
+            names: self,
+            method: request.method().clone(),
+            route: request.extensions().get::<MatchedPath>().cloned(),
+            started: Instant::now(),
+        }
+    }
+}
+
+/// One request being timed; see [`HttpMetrics::start`].
+#[derive(Debug)]
+pub struct RequestTimer {
+    names: HttpMetrics,
+    method: Method,
+    route: Option<MatchedPath>,
+    started: Instant,
+}
+
+impl RequestTimer {
+    /// Counts the request by method, route and status, and records its time by method and
+    /// route. The route is the matched pattern (`/api/v1/customers/{customer_id}/address`),
+    /// never the raw path, so the number of series stays bounded.
+    pub fn finish(self, status: StatusCode) {
+        let route = self
+            .route
+            .as_ref()
+            .map_or_else(|| "unmatched".to_owned(), |path| path.as_str().to_owned());
+        let method = self.method.to_string();
+        metrics::histogram!(self.names.duration, "method" => method.clone(), "route" => route.clone())
+            .record(self.started.elapsed().as_secs_f64());
+        metrics::counter!(self.names.requests, "method" => method, "route" => route, "status" => status.as_u16().to_string())
+            .increment(1);
+    }
 }

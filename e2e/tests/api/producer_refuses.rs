@@ -378,3 +378,78 @@ async fn with_the_broker_unreachable_the_producer_is_alive_not_ready_and_answers
     );
     producer.stop().await;
 }
+
+#[tokio::test]
+async fn beyond_max_in_flight_requests_a_post_is_shed_at_once_and_nothing_is_published() {
+    let env = TestEnv::new().await;
+    // A consumer that accepts connections and never answers: a synchronous post to it
+    // holds its place among the requests in flight until the consumer timeout.
+    let silent = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let mut config = env.producer_config();
+    config.consumer_url = format!("http://{}", silent.local_addr().unwrap());
+    config.consumer_timeout_ms = 1_500;
+    config.max_in_flight_requests = 2;
+    let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let held = tokio::spawn({
+        let accepted = std::sync::Arc::clone(&accepted);
+        async move {
+            let mut open = Vec::new();
+            while let Ok((connection, _)) = silent.accept().await {
+                open.push(connection);
+                accepted.fetch_add(1, std::sync::atomic::Ordering::Release);
+            }
+        }
+    });
+    let producer = TestProducer::start(config).await;
+    let post_sync = |customer: &str| {
+        producer
+            .http
+            .post(format!("{}/api/v1/sync/address-changes", producer.url))
+            .json(&change_of_address(customer, "PR1 2HE"))
+            .send()
+    };
+    let slow = futures_util::future::join(post_sync("C-1"), post_sync("C-2"));
+    let mut slow = std::pin::pin!(slow);
+    let both_waiting = e2e::eventually(
+        "both synchronous posts to reach the silent consumer",
+        e2e::WITHIN,
+        || async {
+            match accepted.load(std::sync::atomic::Ordering::Acquire) {
+                2 => Ok(()),
+                n => Err(n),
+            }
+        },
+    );
+    // The two posts must be driven while we wait for them to arrive.
+    tokio::select! {
+        () = both_waiting => {}
+        _ = &mut slow => panic!("the synchronous posts finished before both were in flight"),
+    }
+
+    let started = Instant::now();
+    let shed = producer
+        .post_change(&change_of_address("C-3", "PR1 2HE"))
+        .await;
+    assert!(
+        started.elapsed() < Duration::from_millis(500),
+        "shed at once"
+    );
+    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(shed.headers().get("retry-after").is_some());
+    assert_eq!(
+        shed.json::<ErrorBody>().await.unwrap().error.code,
+        "overloaded"
+    );
+    assert_eq!(
+        env.queue_depth(&env.queue).await.unwrap(),
+        0,
+        "nothing published"
+    );
+
+    let (first, second) = slow.await;
+    assert_eq!(first.unwrap().status(), StatusCode::GATEWAY_TIMEOUT);
+    assert_eq!(second.unwrap().status(), StatusCode::GATEWAY_TIMEOUT);
+    producer.accepts(&change_of_address("C-3", "PR1 2HE")).await;
+    held.abort();
+    producer.stop().await;
+}

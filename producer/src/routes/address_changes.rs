@@ -1,6 +1,6 @@
 //! `POST /api/v1/address-changes`: validate, publish, and answer 202 once confirmed.
 
-use super::AppState;
+use super::{AppState, InFlight};
 use crate::{
     error::ApiError,
     extract::JsonBody,
@@ -53,6 +53,7 @@ pub fn new_event(request: AddressChangeRequest, key: Option<&IdempotencyKey>) ->
 
 pub async fn create(
     State(state): State<Arc<AppState>>,
+    _place: InFlight,
     Extension(trace): Extension<TraceContext>,
     key: Option<IdempotencyKey>,
     JsonBody(request): JsonBody<AddressChangeRequest>,

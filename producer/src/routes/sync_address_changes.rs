@@ -2,7 +2,7 @@
 //! validation and the same event, but handed straight to the consumer over HTTP instead of
 //! through the broker: the answer waits for the consumer, and fails when it cannot answer.
 
-use super::{AppState, address_changes::new_event};
+use super::{AppState, InFlight, address_changes::new_event};
 use crate::{error::ApiError, extract::JsonBody, idempotency::IdempotencyKey};
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
@@ -25,6 +25,7 @@ pub struct Applied {
 /// the same `Idempotency-Key`); 502, 503 or 504 when it could not, saying so.
 pub async fn create(
     State(state): State<Arc<AppState>>,
+    _place: InFlight,
     key: Option<IdempotencyKey>,
     JsonBody(request): JsonBody<AddressChangeRequest>,
 ) -> Result<(StatusCode, Json<Applied>), ApiError> {
