@@ -11,14 +11,8 @@ root=$(cd "$(dirname "$0")/.." && pwd)
 example=$root/.env.example
 target=${1:-$root/.env}
 
-# 32 random letters and digits: safe in amqp:// and postgres:// URIs without escaping.
-random_password() {
-  local password=''
-  while ((${#password} < 32)); do
-    password+=$(head -c 256 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
-  done
-  printf '%s' "${password:0:32}"
-}
+# shellcheck source=lib.sh
+source "$root/deploy/lib.sh"
 
 write_env() {
   local line

@@ -16,6 +16,8 @@ set -euo pipefail
 # shellcheck source-path=SCRIPTDIR
 # shellcheck source=lib.sh
 source "$(dirname "$0")/lib.sh"
+# shellcheck source=../lib.sh
+source "$(dirname "$0")/../lib.sh" # random_password
 
 # ---------------------------------------------------------------------------- checks
 
@@ -128,14 +130,6 @@ check_ssh_key() {
 }
 
 # ---------------------------------------------------------------------------- secrets
-
-random_password() { # 32 letters and digits: safe unescaped in amqp:// URIs
-  local password=''
-  while ((${#password} < 32)); do
-    password+=$(head -c 256 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
-  done
-  printf '%s' "${password:0:32}"
-}
 
 readonly SECRET_NAMES=(RABBITMQ_ADMIN_PASSWORD RABBITMQ_MONITOR_PASSWORD PRODUCER_AMQP_PASSWORD CONSUMER_AMQP_PASSWORD)
 

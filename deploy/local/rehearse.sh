@@ -23,6 +23,8 @@ set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/../.." && pwd)
 readonly ROOT
+# shellcheck source=../lib.sh
+source "$ROOT/deploy/lib.sh" # random_password
 readonly RUN_ID=$$
 readonly INTERNET_NS=coc-inet-$RUN_ID VM1_NS=coc-vm1-$RUN_ID VM2_NS=coc-vm2-$RUN_ID
 readonly OPERATOR_IP=192.0.2.1 VM1_PUBLIC_IP=192.0.2.10
@@ -198,21 +200,14 @@ create_networks() {
 
 # ---------------------------------------------------------------------------- secrets
 
-new_password() { # 32 random letters and digits
-  local password=''
-  while ((${#password} < 32)); do
-    password+=$(head -c 256 /dev/urandom | LC_ALL=C tr -dc 'A-Za-z0-9')
-  done
-  printf '%s' "${password:0:32}"
-}
 
 make_credentials() {
-  ADMIN_PASSWORD=$(new_password)
-  PRODUCER_PASSWORD=$(new_password)
-  CONSUMER_PASSWORD=$(new_password)
-  PAYMENTS_PASSWORD=$(new_password)
-  MAILSHOT_PASSWORD=$(new_password)
-  MONITOR_PASSWORD=$(new_password)
+  ADMIN_PASSWORD=$(random_password)
+  PRODUCER_PASSWORD=$(random_password)
+  CONSUMER_PASSWORD=$(random_password)
+  PAYMENTS_PASSWORD=$(random_password)
+  MAILSHOT_PASSWORD=$(random_password)
+  MONITOR_PASSWORD=$(random_password)
   export ADMIN_PASSWORD MONITOR_PASSWORD PRODUCER_PASSWORD CONSUMER_PASSWORD PAYMENTS_PASSWORD MAILSHOT_PASSWORD
 }
 

@@ -330,7 +330,8 @@ impl TestEnv {
         message.map(|message| message.delivery)
     }
 
-    fn declared_queues(&self) -> Vec<String> {
+    /// Every topology the test's consumers may have declared on its exchange.
+    fn declared_topologies(&self) -> Vec<shared::topology::Topology> {
         let mut queues = vec![self.queue.clone()];
         queues.extend(
             self.extra_queues
@@ -346,17 +347,14 @@ impl TestEnv {
             .collect();
         queues
             .into_iter()
-            .flat_map(|name| {
-                shared::topology::Topology {
-                    exchange: self.exchange.clone(),
-                    queue: shared::topology::WorkQueue {
-                        name,
-                        binding_keys: Vec::new(),
-                        max_length: 0,
-                    },
-                    retry_delays: retry_delays.clone(),
-                }
-                .queue_names()
+            .map(|name| shared::topology::Topology {
+                exchange: self.exchange.clone(),
+                queue: shared::topology::WorkQueue {
+                    name,
+                    binding_keys: Vec::new(),
+                    max_length: 0,
+                },
+                retry_delays: retry_delays.clone(),
             })
             .collect()
     }
@@ -365,8 +363,11 @@ impl TestEnv {
 impl Drop for TestEnv {
     fn drop(&mut self) {
         let uri = self.uri.clone();
-        let exchange = self.exchange.clone();
-        let queues = self.declared_queues();
+        let topologies = self.declared_topologies();
+        let exchanges = topologies[0].shared_exchange_names();
+        let mut queues: Vec<String> = topologies.iter().flat_map(|t| t.queue_names()).collect();
+        // The alternate exchange's queue, named like it.
+        queues.push(exchanges[1].clone());
         crate::wait::block_on_own_thread(async move {
             let connect = Connection::connect(&uri, ConnectionProperties::default());
             let Ok(Ok(connection)) = tokio::time::timeout(Duration::from_secs(5), connect).await
@@ -380,7 +381,7 @@ impl Drop for TestEnv {
                         .await;
                 }
             }
-            for exchange in [exchange.clone(), format!("{exchange}.unroutable")] {
+            for exchange in exchanges {
                 if let Ok(channel) = connection.create_channel().await {
                     let _ = channel
                         .exchange_delete(exchange.as_str().into(), Default::default())

@@ -98,9 +98,16 @@ impl Topology {
             .any(|pattern| topic_matches(pattern, routing_key))
     }
 
-    /// Every queue of this topology: what to delete to remove it completely.
+    /// What every topology on this exchange shares: the exchange itself and its alternate
+    /// exchange. The alternate exchange's queue has the alternate exchange's name.
+    pub fn shared_exchange_names(&self) -> [String; 2] {
+        [self.exchange.clone(), self.unroutable_exchange()]
+    }
+
+    /// This topology's own queues (work queue, dead letters, retries): what to delete to
+    /// remove this consumer's part. The shared names are [`Self::shared_exchange_names`].
     pub fn queue_names(&self) -> Vec<String> {
-        let mut names = vec![self.queue.name.clone(), self.unroutable_exchange()];
+        let mut names = vec![self.queue.name.clone()];
         if !self.retry_delays.is_empty() {
             names.push(self.queue.dead_letter_queue());
             names.extend(
