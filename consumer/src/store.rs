@@ -14,8 +14,9 @@ use sqlx::{
 };
 use std::{
     collections::{HashMap, HashSet},
-    fmt,
+    fmt, iter,
     path::Path,
+    sync::LazyLock,
     time::Duration,
 };
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
@@ -128,7 +129,7 @@ impl Store {
     pub async fn apply(&self, events: &[&AddressChanged]) -> Result<Vec<Applied>, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let mut results = Vec::with_capacity(events.len());
-        for chunk in events.chunks(ROWS_PER_STATEMENT) {
+        for chunk in events.chunks(MAX_ROWS) {
             results.extend(apply_chunk(&mut transaction, chunk, &self.instance).await?);
         }
         transaction.commit().await?;
@@ -189,9 +190,37 @@ impl Store {
     }
 }
 
-/// Rows per statement: keeps every statement well under SQLite's and PostgreSQL's limits on
-/// bound parameters, whatever PREFETCH is.
-const ROWS_PER_STATEMENT: usize = 256;
+/// Rows per statement at most: keeps every statement well under SQLite's and PostgreSQL's
+/// limits on bound parameters, whatever PREFETCH is.
+const MAX_ROWS: usize = 256;
+
+/// One statement text for each power of two up to `MAX_ROWS` rows; a chunk's rows are
+/// padded up to the next size (see `padded`). Were each row count its own text, every batch
+/// size would be prepared anew on each pooled connection, and past a few dozen sizes the
+/// connection's statement cache (100) would evict them and prepare them again, an extra
+/// round trip on PostgreSQL. The three steps' 27 sizes all stay cached. Padding, rather
+/// than splitting a chunk into pieces of those sizes, keeps each step one round trip.
+struct BySize([String; MAX_ROWS.ilog2() as usize + 1]);
+
+impl BySize {
+    fn new(write: impl Fn(usize) -> String) -> Self {
+        Self(std::array::from_fn(|power| write(1 << power)))
+    }
+
+    /// The statement for `rows` rows, padded.
+    fn for_rows(&self, rows: usize) -> &str {
+        &self.0[rows.next_power_of_two().trailing_zeros() as usize]
+    }
+}
+
+/// `0..rows`, then `rows - 1` again up to the next power of two: which of a step's `rows`
+/// (at least one) to bind, in order, to fill its statement. Each statement makes a repeated
+/// row a no-op.
+fn padded(rows: usize) -> impl Iterator<Item = usize> {
+    (0..rows)
+        .chain(iter::repeat(rows - 1))
+        .take(rows.next_power_of_two())
+}
 
 /// Applies a chunk of events with three statements whatever its size (claim the ids, upsert
 /// the addresses, mark the superseded), instead of three per event: the database round
@@ -209,17 +238,23 @@ async fn apply_chunk(
 
     // 1. Claim the ids. Those already there (or earlier in this chunk) are duplicates. On
     //    PostgreSQL a concurrent transaction claiming the same id waits here and then finds
-    //    it taken, so two instances can never both apply one event.
-    let sql = format!(
-        "INSERT INTO applied_events \
-         (event_id, customer_id, effective_date, occurred_at_us, outcome, payload, recorded_at, recorded_by) \
-         VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-        placeholders(events.len(), 8)
-    );
-    let mut claim = sqlx::query(sqlx::AssertSqlSafe(sql));
-    for (event, id) in events.iter().zip(&ids) {
+    //    it taken, so two instances can never both apply one event. A padding row repeats
+    //    the last one, so it is a duplicate too.
+    static CLAIM: LazyLock<BySize> = LazyLock::new(|| {
+        BySize::new(|rows| {
+            format!(
+                "INSERT INTO applied_events \
+                 (event_id, customer_id, effective_date, occurred_at_us, outcome, payload, recorded_at, recorded_by) \
+                 VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
+                placeholders(rows, 8)
+            )
+        })
+    });
+    let mut claim = sqlx::query(CLAIM.for_rows(events.len()));
+    for index in padded(events.len()) {
+        let event = events[index];
         claim = claim
-            .bind(id.as_str())
+            .bind(ids[index].as_str())
             .bind(event.customer_id.as_str())
             .bind(event.effective_date.to_string())
             .bind(micros_since_epoch(event.occurred_at))
@@ -248,25 +283,31 @@ async fn apply_chunk(
     let mut candidates: Vec<usize> = latest.into_values().collect();
     candidates.sort_unstable();
 
-    // 3. Each becomes current only if it sorts after the stored one.
+    // 3. Each becomes current only if it sorts after the stored one. DISTINCT drops the
+    //    padding's repeated rows: PostgreSQL refuses to upsert one row twice in a statement.
+    //    (SQLite needs the WHERE to parse an upsert whose rows come from a SELECT.)
+    static UPSERT: LazyLock<BySize> = LazyLock::new(|| {
+        BySize::new(|rows| {
+            format!(
+                "INSERT INTO customer_addresses \
+                 (customer_id, line1, line2, town, postcode, country, effective_date, occurred_at_us, event_id, updated_at) \
+                 SELECT DISTINCT * FROM (VALUES {}) AS batch WHERE true \
+                 ON CONFLICT (customer_id) DO UPDATE SET \
+                   line1 = excluded.line1, line2 = excluded.line2, town = excluded.town, \
+                   postcode = excluded.postcode, country = excluded.country, \
+                   effective_date = excluded.effective_date, occurred_at_us = excluded.occurred_at_us, \
+                   event_id = excluded.event_id, updated_at = excluded.updated_at \
+                 WHERE (excluded.effective_date, excluded.occurred_at_us, excluded.event_id) \
+                     > (customer_addresses.effective_date, customer_addresses.occurred_at_us, customer_addresses.event_id) \
+                 RETURNING event_id",
+                placeholders(rows, 10)
+            )
+        })
+    });
     let mut became_current = HashSet::new();
     if !candidates.is_empty() {
-        let sql = format!(
-            "INSERT INTO customer_addresses \
-             (customer_id, line1, line2, town, postcode, country, effective_date, occurred_at_us, event_id, updated_at) \
-             VALUES {} \
-             ON CONFLICT (customer_id) DO UPDATE SET \
-               line1 = excluded.line1, line2 = excluded.line2, town = excluded.town, \
-               postcode = excluded.postcode, country = excluded.country, \
-               effective_date = excluded.effective_date, occurred_at_us = excluded.occurred_at_us, \
-               event_id = excluded.event_id, updated_at = excluded.updated_at \
-             WHERE (excluded.effective_date, excluded.occurred_at_us, excluded.event_id) \
-                 > (customer_addresses.effective_date, customer_addresses.occurred_at_us, customer_addresses.event_id) \
-             RETURNING event_id",
-            placeholders(candidates.len(), 10)
-        );
-        let mut upsert = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for &index in &candidates {
+        let mut upsert = sqlx::query(UPSERT.for_rows(candidates.len()));
+        for index in padded(candidates.len()).map(|candidate| candidates[candidate]) {
             let (event, address) = (events[index], &events[index].new_address);
             upsert = upsert
                 .bind(event.customer_id.as_str())
@@ -301,17 +342,18 @@ async fn apply_chunk(
         .filter(|(_, applied)| **applied == Applied::Superseded)
         .map(|(id, _)| id)
         .collect();
+    static MARK: LazyLock<BySize> = LazyLock::new(|| {
+        BySize::new(|rows| {
+            format!(
+                "UPDATE applied_events SET outcome = 'superseded' WHERE event_id IN {}",
+                placeholders(1, rows)
+            )
+        })
+    });
     if !superseded.is_empty() {
-        let sql = format!(
-            "UPDATE applied_events SET outcome = 'superseded' WHERE event_id IN ({})",
-            (1..=superseded.len())
-                .map(|n| format!("${n}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
-        let mut mark = sqlx::query(sqlx::AssertSqlSafe(sql));
-        for id in superseded {
-            mark = mark.bind(id.as_str());
+        let mut mark = sqlx::query(MARK.for_rows(superseded.len()));
+        for index in padded(superseded.len()) {
+            mark = mark.bind(superseded[index].as_str());
         }
         mark.execute(&mut *connection).await?;
     }
@@ -320,12 +362,13 @@ async fn apply_chunk(
 
 /// The order of changes for one customer: effective date, then when the producer accepted
 /// it, then the event id so that the order is total and every instance agrees on it. The
-/// SQL above compares the same three columns.
-fn order_key(event: &AddressChanged) -> (EffectiveDate, i64, String) {
+/// SQL above compares the same three columns, as text and microseconds: a date's order is
+/// its ISO text's, and a `Uuid`'s (by bytes) is its lowercase hyphenated text's.
+fn order_key(event: &AddressChanged) -> (EffectiveDate, i64, Uuid) {
     (
         event.effective_date,
         micros_since_epoch(event.occurred_at),
-        event.event_id.to_string(),
+        event.event_id,
     )
 }
 
@@ -442,6 +485,8 @@ fn rfc3339(at: OffsetDateTime) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use e2e::postgres::TestDatabase;
+    use time::macros::datetime;
 
     #[test]
     fn passwords_are_masked_in_the_description() {
@@ -469,5 +514,197 @@ mod tests {
             "sqlite://data/a.db?mode=ro"
         );
         assert_eq!(sqlite_path("sqlite://data/a.db?x=1"), "data/a.db");
+    }
+
+    #[test]
+    fn statements_are_padded_to_the_next_power_of_two_with_the_last_row() {
+        assert_eq!(padded(1).collect::<Vec<_>>(), [0]);
+        assert_eq!(padded(3).collect::<Vec<_>>(), [0, 1, 2, 2]);
+        assert_eq!(padded(4).collect::<Vec<_>>(), [0, 1, 2, 3]);
+        assert_eq!(padded(MAX_ROWS).count(), MAX_ROWS);
+    }
+
+    /// A redelivery can arrive in the same batch as the first delivery.
+    async fn the_same_event_twice_in_one_batch_is_recorded_once(store: &Store) {
+        let change = change_for("C-1");
+        let other = change_for("C-2");
+
+        let applied = store.apply(&[&change, &other, &change]).await.unwrap();
+
+        assert_eq!(
+            applied,
+            [Applied::Updated, Applied::Updated, Applied::Duplicate]
+        );
+        assert_eq!(store.times_recorded(change.event_id).await.unwrap(), 1);
+        assert_eq!(store.events_recorded().await.unwrap(), 2);
+        assert_eq!(current_event(store, "C-1").await, change.event_id);
+    }
+
+    /// Each customer's pair is decided by a different part of the order, and the later change
+    /// comes first in the batch for some and last for others.
+    async fn of_two_changes_for_one_customer_in_one_batch_the_latest_becomes_current(
+        store: &Store,
+    ) {
+        use Applied::{Superseded, Updated};
+        let at = datetime!(2026-11-30 12:00 UTC);
+        // Takes effect later, though accepted earlier.
+        let by_date = change(1, "C-1", "2026-12-02", at);
+        let by_date_earlier = change(2, "C-1", "2026-12-01", at + Duration::from_secs(1));
+        // Same day: accepted later, though its id sorts first.
+        let by_occurrence = change(3, "C-2", "2026-12-01", at + Duration::from_secs(1));
+        let by_occurrence_earlier = change(4, "C-2", "2026-12-01", at);
+        // Same day, same moment: the larger id.
+        let by_id = change(6, "C-3", "2026-12-01", at);
+        let by_id_earlier = change(5, "C-3", "2026-12-01", at);
+        let batch = [
+            &by_date,
+            &by_date_earlier,
+            &by_occurrence_earlier,
+            &by_occurrence,
+            &by_id,
+            &by_id_earlier,
+        ];
+
+        let applied = store.apply(&batch).await.unwrap();
+
+        assert_eq!(
+            applied,
+            [
+                Updated, Superseded, Superseded, Updated, Updated, Superseded
+            ]
+        );
+        assert_eq!(current_event(store, "C-1").await, by_date.event_id);
+        assert_eq!(current_event(store, "C-2").await, by_occurrence.event_id);
+        assert_eq!(current_event(store, "C-3").await, by_id.event_id);
+        for (change, applied) in batch.into_iter().zip(applied) {
+            let outcome = if applied == Superseded {
+                "superseded"
+            } else {
+                "applied"
+            };
+            assert_eq!(recorded_outcomes(store, change.event_id).await, [outcome]);
+        }
+    }
+
+    /// A batch longer than a statement is applied in chunks; a change in a later chunk must
+    /// not replace a later one from an earlier chunk.
+    async fn one_customers_changes_in_two_chunks_of_a_batch_end_with_the_latest(store: &Store) {
+        let at = datetime!(2026-11-30 12:00 UTC);
+        let first_latest = change(1, "C-1", "2026-12-02", at);
+        let second_earlier = change(2, "C-2", "2026-12-01", at);
+        let others: Vec<_> = (0..MAX_ROWS - 2)
+            .map(|n| change(1_000 + n as u128, &format!("O-{n}"), "2026-12-01", at))
+            .collect();
+        let first_earlier = change(3, "C-1", "2026-12-01", at);
+        let second_latest = change(4, "C-2", "2026-12-02", at);
+        // Three rows in the second chunk, so its statements are padded.
+        let third = change(5, "C-3", "2026-12-01", at);
+        let batch: Vec<&AddressChanged> = [&first_latest, &second_earlier]
+            .into_iter()
+            .chain(&others)
+            .chain([&first_earlier, &second_latest, &third])
+            .collect();
+        assert_eq!(batch.len(), MAX_ROWS + 3);
+
+        let applied = store.apply(&batch).await.unwrap();
+
+        assert_eq!(
+            applied[MAX_ROWS..],
+            [Applied::Superseded, Applied::Updated, Applied::Updated]
+        );
+        assert_eq!(current_event(store, "C-1").await, first_latest.event_id);
+        assert_eq!(current_event(store, "C-2").await, second_latest.event_id);
+        assert_eq!(current_event(store, "C-3").await, third.event_id);
+        assert_eq!(store.events_recorded().await.unwrap(), batch.len() as i64);
+    }
+
+    #[tokio::test]
+    async fn the_same_event_twice_in_one_batch_is_recorded_once_in_sqlite() {
+        in_sqlite(the_same_event_twice_in_one_batch_is_recorded_once).await;
+    }
+
+    #[tokio::test]
+    async fn the_same_event_twice_in_one_batch_is_recorded_once_in_postgresql() {
+        in_postgresql(the_same_event_twice_in_one_batch_is_recorded_once).await;
+    }
+
+    #[tokio::test]
+    async fn of_two_changes_for_one_customer_in_one_batch_the_latest_becomes_current_in_sqlite() {
+        in_sqlite(of_two_changes_for_one_customer_in_one_batch_the_latest_becomes_current).await;
+    }
+
+    #[tokio::test]
+    async fn of_two_changes_for_one_customer_in_one_batch_the_latest_becomes_current_in_postgresql()
+    {
+        in_postgresql(of_two_changes_for_one_customer_in_one_batch_the_latest_becomes_current)
+            .await;
+    }
+
+    #[tokio::test]
+    async fn one_customers_changes_in_two_chunks_of_a_batch_end_with_the_latest_in_sqlite() {
+        in_sqlite(one_customers_changes_in_two_chunks_of_a_batch_end_with_the_latest).await;
+    }
+
+    #[tokio::test]
+    async fn one_customers_changes_in_two_chunks_of_a_batch_end_with_the_latest_in_postgresql() {
+        in_postgresql(one_customers_changes_in_two_chunks_of_a_batch_end_with_the_latest).await;
+    }
+
+    /// Runs `scenario` on a store in a SQLite file of its own, removed afterwards.
+    async fn in_sqlite(scenario: impl AsyncFnOnce(&Store)) {
+        let directory = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", directory.path().join("store.db").display());
+        on(url, scenario).await;
+    }
+
+    /// Runs `scenario` on a store in a PostgreSQL database of its own, dropped afterwards.
+    async fn in_postgresql(scenario: impl AsyncFnOnce(&Store)) {
+        let database = TestDatabase::create().await;
+        on(database.url.clone(), scenario).await;
+    }
+
+    async fn on(url: String, scenario: impl AsyncFnOnce(&Store)) {
+        let store = Store::open(&url.into(), "test")
+            .await
+            .unwrap_or_else(|error| panic!("cannot open the store: {error}"));
+        scenario(&store).await;
+        store.close().await;
+    }
+
+    /// A change whose id (`id`) and timing the test chooses.
+    fn change(
+        id: u128,
+        customer: &str,
+        effective_date: &str,
+        at: OffsetDateTime,
+    ) -> AddressChanged {
+        AddressChanged {
+            event_id: Uuid::from_u128(id),
+            occurred_at: at,
+            ..e2e::address_changed(customer, "1 Fishergate", "PR1 2HE", effective_date)
+        }
+    }
+
+    fn change_for(customer: &str) -> AddressChanged {
+        e2e::address_changed(customer, "1 Fishergate", "PR1 2HE", "2026-12-01")
+    }
+
+    /// The outcome of each record of `event_id`.
+    async fn recorded_outcomes(store: &Store, event_id: Uuid) -> Vec<String> {
+        sqlx::query_scalar("SELECT outcome FROM applied_events WHERE event_id = $1")
+            .bind(event_id.to_string())
+            .fetch_all(&store.pool)
+            .await
+            .unwrap()
+    }
+
+    async fn current_event(store: &Store, customer: &str) -> Uuid {
+        let customer = CustomerId::parse(customer).unwrap();
+        store
+            .current_address(&customer)
+            .await
+            .unwrap()
+            .unwrap_or_else(|| panic!("{customer} has no current address"))
+            .event_id
     }
 }
