@@ -76,6 +76,11 @@ fn start_container() -> String {
 /// started one) and returns its standard output. Panics, saying why, if it fails: the
 /// tests that use it inject faults from the broker's side and mean nothing without it.
 pub fn rabbitmqctl(args: &[&str]) -> String {
+    try_rabbitmqctl(args).unwrap_or_else(|error| panic!("{error}"))
+}
+
+/// [`rabbitmqctl`] that reports failure instead of panicking, for clean-up code.
+pub fn try_rabbitmqctl(args: &[&str]) -> Result<String, String> {
     let mut command = if IN_CONTAINER.load(Ordering::Acquire) {
         let mut docker = Command::new("docker");
         docker.args(["exec", CONTAINER_NAME, "rabbitmqctl"]);
@@ -83,29 +88,37 @@ pub fn rabbitmqctl(args: &[&str]) -> String {
     } else {
         Command::new("rabbitmqctl")
     };
-    let output = command
-        .args(args)
-        .output()
-        .unwrap_or_else(|error| panic!("cannot run rabbitmqctl {args:?} (it must be on PATH, and these tests run as a user allowed to use it): {error}"));
-    assert!(
-        output.status.success(),
-        "rabbitmqctl {args:?} failed: {}",
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+    let output = command.args(args).output().map_err(|error| {
+        format!("cannot run rabbitmqctl {args:?} (it must be on PATH, and these tests run as a user allowed to use it): {error}")
+    })?;
+    if output.status.success() {
+        Ok(String::from_utf8_lossy(&output.stdout).into_owned())
+    } else {
+        Err(format!(
+            "rabbitmqctl {args:?} failed: {}",
+            String::from_utf8_lossy(&output.stderr)
+        ))
+    }
+}
+
+/// The broker's ids (Erlang pids) of every open connection whose client-given name is
+/// `name`. A reconnection shows as a new id.
+pub fn connections_named(name: &str) -> Vec<String> {
+    let listing = rabbitmqctl(&["list_connections", "-s", "pid", "client_properties"]);
+    let quoted = format!("\"{name}\"");
+    listing
+        .lines()
+        .filter(|line| line.contains(&quoted))
+        .filter_map(|line| line.split('\t').next())
+        .map(str::to_owned)
+        .collect()
 }
 
 /// Closes, from the broker's side, every connection whose client-given name is `name`
 /// (what an operator does with "Force Close" in the management UI). Returns how many were
 /// closed.
 pub fn close_connections_named(name: &str) -> usize {
-    let listing = rabbitmqctl(&["list_connections", "-s", "pid", "client_properties"]);
-    let quoted = format!("\"{name}\"");
-    let pids: Vec<&str> = listing
-        .lines()
-        .filter(|line| line.contains(&quoted))
-        .filter_map(|line| line.split('\t').next())
-        .collect();
+    let pids = connections_named(name);
     for pid in &pids {
         rabbitmqctl(&[
             "close_connection",

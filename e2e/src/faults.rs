@@ -1,4 +1,5 @@
-//! Faults injected for real: the consumer's own database refusing a customer's changes.
+//! Faults injected for real: the consumer's own database refusing a customer's changes, a
+//! dead network path to the broker, and a queue that refuses what is published to it.
 
 use sqlx::{Executor, SqlitePool};
 
@@ -122,4 +123,54 @@ async fn forward(
             return;
         }
     }
+}
+
+/// While it exists, a queue holds at most `max_length` messages and the broker refuses
+/// (nacks) any publish beyond that: a full dead-letter or retry queue, set by a broker
+/// policy as an operator would. Removed on drop.
+#[derive(Debug)]
+pub struct FullQueue {
+    policy: String,
+}
+
+impl FullQueue {
+    pub fn at_most(queue: &str, max_length: u32) -> Self {
+        let policy = format!("{queue}.full");
+        let pattern = format!("^{}$", regex_escape(queue));
+        let definition = format!(r#"{{"max-length":{max_length},"overflow":"reject-publish"}}"#);
+        crate::broker::rabbitmqctl(&[
+            "set_policy",
+            "--apply-to",
+            "queues",
+            "--priority",
+            "10",
+            &policy,
+            &pattern,
+            &definition,
+        ]);
+        Self { policy }
+    }
+}
+
+impl Drop for FullQueue {
+    fn drop(&mut self) {
+        // Not the panicking helper: this may run while a failed test unwinds.
+        if let Err(error) = crate::broker::try_rabbitmqctl(&["clear_policy", &self.policy]) {
+            eprintln!(
+                "could not remove the test's policy {}: {error}",
+                self.policy
+            );
+        }
+    }
+}
+
+/// `name` with the regular expression metacharacters it may hold (test names have `.`, `-`)
+/// escaped.
+fn regex_escape(name: &str) -> String {
+    name.chars()
+        .flat_map(|c| {
+            let escape = !c.is_ascii_alphanumeric() && c != '_' && c != '-';
+            escape.then_some('\\').into_iter().chain([c])
+        })
+        .collect()
 }

@@ -2,13 +2,14 @@
 //! setting, connections closed by the broker, and exchanges and queues deleted by hand. Each
 //! fault is injected for real.
 
-use e2e::faults::SilentLink;
 use e2e::{
-    TestConsumer, TestEnv, TestProducer, address_changed, broker::close_connections_named,
-    change_of_address, eventually, faults::StoreFault,
+    TestConsumer, TestEnv, TestProducer, address_changed,
+    broker::close_connections_named,
+    change_of_address, eventually,
+    faults::{FullQueue, SilentLink, StoreFault},
 };
 use reqwest::StatusCode;
-use shared::{amqp::BrokerAddress, http::ErrorBody};
+use shared::{amqp::BrokerAddress, http::ErrorBody, readiness::Status};
 use std::{str::FromStr, time::Duration};
 
 async fn dead_letters(consumer: &TestConsumer) -> serde_json::Value {
@@ -393,5 +394,51 @@ async fn the_consumer_subscribes_again_when_its_queue_is_deleted_by_hand() {
         .await;
     consumer.shows("C-2").await;
     producer.stop().await;
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn when_a_move_to_the_dead_letter_queue_is_refused_what_was_moved_before_it_is_not_moved_again()
+ {
+    let env = TestEnv::new().await;
+    // Declares the topology, so that the poison messages below are queued.
+    TestConsumer::start(env.consumer_config())
+        .await
+        .stop()
+        .await;
+    let dlq = format!("{}.dlq", env.queue);
+    // Queued before the consumer starts, so that they reach it in one batch.
+    for poison in [&b"{first poison"[..], b"{second poison"] {
+        env.publish_raw("address.changed.pr", poison, Default::default())
+            .await;
+    }
+    // Room for the first in the dead-letter queue, not for the second: the second move is
+    // refused, the subscription ends and the unsettled part of the batch comes back.
+    let full = FullQueue::at_most(&dlq, 1);
+
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+    env.depth_becomes(&dlq, 1).await;
+    // The consumer has been ready and moved the first: from now on, only the refused move
+    // of the second can make it not ready (it resubscribes, and is refused again, until
+    // the queue has room).
+    eventually(
+        "the consumer to lose its subscription over the refused move",
+        e2e::WITHIN,
+        || async {
+            match consumer.readiness.status() {
+                Status::NotReady(reason) => Ok(reason),
+                Status::Ready => Err("still ready"),
+            }
+        },
+    )
+    .await;
+    drop(full);
+    consumer.caught_up(&env).await;
+
+    assert_eq!(
+        env.queue_depth(&dlq).await.unwrap(),
+        2,
+        "each poison message is dead-lettered once: the first was acked with the move before the refusal"
+    );
     consumer.stop().await;
 }
