@@ -18,6 +18,21 @@ pub use services::{TestConsumer, TestProducer, records_become};
 pub const WITHIN: std::time::Duration = std::time::Duration::from_secs(20);
 pub use wait::eventually;
 
+/// Asserts that `response` is a refusal for now: 503, with `Retry-After` and the JSON error
+/// body's `code`.
+pub async fn assert_unavailable(response: reqwest::Response, code: &str) {
+    assert_eq!(response.status(), reqwest::StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        response.headers().get("retry-after").is_some(),
+        "a 503 carries Retry-After"
+    );
+    let body: shared::http::ErrorBody = response
+        .json()
+        .await
+        .unwrap_or_else(|error| panic!("the 503's body is not our JSON error: {error}"));
+    assert_eq!(body.error.code, code);
+}
+
 /// A valid request body for `POST /api/v1/address-changes`.
 pub fn change_of_address(customer_id: &str, postcode: &str) -> serde_json::Value {
     serde_json::json!({

@@ -3,13 +3,13 @@
 //! fault is injected for real.
 
 use e2e::{
-    TestConsumer, TestEnv, TestProducer, address_changed,
+    TestConsumer, TestEnv, TestProducer, address_changed, assert_unavailable,
     broker::close_connections_named,
     change_of_address, eventually,
     faults::{FullQueue, SilentLink, StoreFault},
 };
 use reqwest::StatusCode;
-use shared::{amqp::BrokerAddress, http::ErrorBody, readiness::Status};
+use shared::{amqp::BrokerAddress, readiness::Status};
 use std::{str::FromStr, time::Duration};
 
 async fn dead_letters(consumer: &TestConsumer) -> serde_json::Value {
@@ -198,12 +198,7 @@ async fn at_its_bound_the_queue_refuses_more_and_the_producer_answers_503_until_
     let refused = producer
         .post_change(&change_of_address("C-5", "PR1 2HE"))
         .await;
-    assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(refused.headers().get("retry-after").is_some());
-    assert_eq!(
-        refused.json::<ErrorBody>().await.unwrap().error.code,
-        "publish_rejected"
-    );
+    assert_unavailable(refused, "publish_rejected").await;
     assert_eq!(
         env.queue_depth(&env.queue).await.unwrap(),
         5,

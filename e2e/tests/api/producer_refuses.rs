@@ -1,7 +1,7 @@
 //! Every class of bad input gets its status and a JSON error, and nothing is published;
 //! a broker that cannot take the message gets a 503, never a 202 or a hang.
 
-use e2e::{TestEnv, TestProducer, change_of_address};
+use e2e::{TestEnv, TestProducer, assert_unavailable, change_of_address};
 use reqwest::{StatusCode, header::CONTENT_TYPE};
 use shared::{amqp::BrokerAddress, http::ErrorBody};
 use std::time::{Duration, Instant};
@@ -361,15 +361,7 @@ async fn with_the_broker_unreachable_the_producer_is_alive_not_ready_and_answers
         ready.json::<serde_json::Value>().await.unwrap()["status"],
         "not_ready"
     );
-    assert_eq!(post.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(
-        post.headers().get("retry-after").is_some(),
-        "503 carries Retry-After"
-    );
-    assert_eq!(
-        post.json::<ErrorBody>().await.unwrap().error.code,
-        "broker_unavailable"
-    );
+    assert_unavailable(post, "broker_unavailable").await;
     assert!(took < Duration::from_secs(2), "took {took:?}");
     let metrics = producer.get("/metrics").await.text().await.unwrap();
     assert!(
@@ -434,12 +426,7 @@ async fn beyond_max_in_flight_requests_a_post_is_shed_at_once_and_nothing_is_pub
         started.elapsed() < Duration::from_millis(500),
         "shed at once"
     );
-    assert_eq!(shed.status(), StatusCode::SERVICE_UNAVAILABLE);
-    assert!(shed.headers().get("retry-after").is_some());
-    assert_eq!(
-        shed.json::<ErrorBody>().await.unwrap().error.code,
-        "overloaded"
-    );
+    assert_unavailable(shed, "overloaded").await;
     assert_eq!(
         env.queue_depth(&env.queue).await.unwrap(),
         0,
