@@ -9,7 +9,7 @@ use crate::{
 use axum::{
     Json, Router,
     body::Bytes,
-    extract::{Path, Query, State},
+    extract::{Path, Query, State, rejection::BytesRejection},
     http::StatusCode,
     response::{IntoResponse, Response},
     routing::{get, post},
@@ -17,7 +17,7 @@ use axum::{
 use serde::Deserialize;
 use shared::{
     domain::CustomerId,
-    http::{error_response, health_routes},
+    http::{BODY_LIMIT_BYTES, error_response, health_routes},
     readiness::Readiness,
 };
 
@@ -50,8 +50,31 @@ pub fn router(store: Store, dead_letters: DeadLetters, readiness: Readiness) -> 
 ///
 /// 201 when recorded now (`outcome` `updated`, or `superseded` by a later change), 200 when
 /// it had been applied before (`duplicate`), 422 for a body that is not a valid event, 503
-/// when the store cannot record it. Only a 2xx means the change is recorded.
-async fn apply_change(State(state): State<AppState>, body: Bytes) -> Response {
+/// when the store cannot record it; 413 for a body over the limit. Only a 2xx means the
+/// change is recorded.
+async fn apply_change(
+    State(state): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Response {
+    let body = match body {
+        Ok(body) => body,
+        Err(rejection) if rejection.status() == StatusCode::PAYLOAD_TOO_LARGE => {
+            return error_response(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "payload_too_large",
+                format!("The body is larger than {BODY_LIMIT_BYTES} bytes."),
+                None,
+            );
+        }
+        Err(rejection) => {
+            return error_response(
+                rejection.status(),
+                "unreadable_body",
+                rejection.body_text(),
+                None,
+            );
+        }
+    };
     let Some(Processed { outcome, event }) = handler::process(&state.store, &[&body]).await.pop()
     else {
         return error_response(

@@ -131,15 +131,20 @@ async fn forward(
 #[derive(Debug)]
 pub struct FullQueue {
     policy: String,
+    vhost: String,
 }
 
 impl FullQueue {
-    pub fn at_most(queue: &str, max_length: u32) -> Self {
+    /// `queue` in the test's virtual host.
+    pub fn at_most(env: &crate::TestEnv, queue: &str, max_length: u32) -> Self {
+        let vhost = env.broker_config().amqp_addr.vhost().to_owned();
         let policy = format!("{queue}.full");
         let pattern = format!("^{}$", regex_escape(queue));
         let definition = format!(r#"{{"max-length":{max_length},"overflow":"reject-publish"}}"#);
         crate::broker::rabbitmqctl(&[
             "set_policy",
+            "-p",
+            &vhost,
             "--apply-to",
             "queues",
             "--priority",
@@ -148,14 +153,16 @@ impl FullQueue {
             &pattern,
             &definition,
         ]);
-        Self { policy }
+        Self { policy, vhost }
     }
 }
 
 impl Drop for FullQueue {
     fn drop(&mut self) {
         // Not the panicking helper: this may run while a failed test unwinds.
-        if let Err(error) = crate::broker::try_rabbitmqctl(&["clear_policy", &self.policy]) {
+        if let Err(error) =
+            crate::broker::try_rabbitmqctl(&["clear_policy", "-p", &self.vhost, &self.policy])
+        {
             eprintln!(
                 "could not remove the test's policy {}: {error}",
                 self.policy

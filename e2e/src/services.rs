@@ -174,17 +174,26 @@ impl TestConsumer {
         records_become(&self.store, count).await;
     }
 
-    /// Waits until this consumer has processed everything already in its queue, by
-    /// publishing a marker change behind it and waiting for the marker to be applied. An
-    /// empty queue is not enough: "ready 0" also counts messages delivered but not yet
-    /// processed. A lone consumer takes its queue in order and commits each batch whole, so
-    /// once the marker is recorded everything before it has been processed. Adds one event
-    /// (customer `MARKER`) to the store. Not for competing consumers, which split the queue.
+    /// Waits until this consumer has settled everything already in its queue (applied,
+    /// moved to a retry or dead-letter queue, acked). An empty queue is not enough: "ready
+    /// 0" also counts messages delivered but not yet processed. A lone consumer takes its
+    /// queue in order and commits each batch whole, so once a marker change published behind
+    /// them is recorded, everything before it is committed; but the marker's batch may still
+    /// be moving messages. The consumer takes its next batch only once that one is settled,
+    /// so a second marker, published after the first is recorded, proves it. Adds
+    /// [`Self::CAUGHT_UP_MARKERS`] events (customer `MARKER`) to the store. Not for
+    /// competing consumers, which split the queue.
     pub async fn caught_up(&self, env: &crate::TestEnv) {
-        let marker = crate::address_changed("MARKER", "1 Marker Street", "PR1 2HE", "2026-12-01");
-        env.publish_event(&marker).await;
-        self.applied(marker.event_id).await;
+        for _ in 0..Self::CAUGHT_UP_MARKERS {
+            let marker =
+                crate::address_changed("MARKER", "1 Marker Street", "PR1 2HE", "2026-12-01");
+            env.publish_event(&marker).await;
+            self.applied(marker.event_id).await;
+        }
     }
+
+    /// The events [`Self::caught_up`] adds to the store.
+    pub const CAUGHT_UP_MARKERS: i64 = 2;
 
     /// Like SIGTERM: cancels the subscription, settles in-flight messages, closes.
     pub async fn stop(self) {

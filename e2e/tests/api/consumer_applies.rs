@@ -2,6 +2,7 @@
 
 use e2e::{TestConsumer, TestEnv, address_changed};
 use reqwest::StatusCode;
+use shared::http::ErrorBody;
 
 /// Waits until the queue is empty and the consumer has recorded `count` events.
 async fn wait_until_drained(env: &TestEnv, consumer: &TestConsumer, count: i64) {
@@ -25,8 +26,8 @@ async fn the_same_event_delivered_twice_is_applied_once() {
     );
     assert_eq!(
         consumer.store.events_recorded().await.unwrap(),
-        2,
-        "the event once, and caught_up's marker"
+        1 + TestConsumer::CAUGHT_UP_MARKERS,
+        "the event once, and caught_up's markers"
     );
     let (status, body) = consumer.address_of("C-1").await;
     assert_eq!(status, StatusCode::OK);
@@ -108,5 +109,33 @@ async fn addresses_of_unknown_or_impossible_customers_are_clear_errors() {
     assert_eq!(unknown_body["error"]["code"], "not_found");
     assert_eq!(invalid, StatusCode::BAD_REQUEST);
     assert_eq!(invalid_body["error"]["code"], "invalid_customer_id");
+    consumer.stop().await;
+}
+
+#[tokio::test]
+async fn the_sync_endpoint_refuses_what_is_not_an_event_or_too_large_with_json_errors() {
+    let env = TestEnv::new().await;
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+    let post = |body: Vec<u8>| {
+        consumer
+            .http
+            .post(format!("{}/api/v1/address-changes", consumer.url))
+            .header(reqwest::header::CONTENT_TYPE, "application/json")
+            .body(body)
+            .send()
+    };
+
+    let not_an_event = post(b"{\"hello\":1}".to_vec()).await.unwrap();
+    let too_large = post(vec![b' '; shared::http::BODY_LIMIT_BYTES + 1])
+        .await
+        .unwrap();
+
+    assert_eq!(not_an_event.status(), StatusCode::UNPROCESSABLE_ENTITY);
+    let error: ErrorBody = not_an_event.json().await.unwrap();
+    assert_eq!(error.error.code, "invalid_event");
+    assert_eq!(too_large.status(), StatusCode::PAYLOAD_TOO_LARGE);
+    let error: ErrorBody = too_large.json().await.unwrap();
+    assert_eq!(error.error.code, "payload_too_large");
+    assert_eq!(consumer.store.events_recorded().await.unwrap(), 0);
     consumer.stop().await;
 }

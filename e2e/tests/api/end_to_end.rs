@@ -102,8 +102,8 @@ async fn a_client_retry_with_the_same_idempotency_key_is_applied_once() {
     );
     assert_eq!(
         consumer.store.events_recorded().await.unwrap(),
-        2,
-        "the change once, and caught_up's marker"
+        1 + TestConsumer::CAUGHT_UP_MARKERS,
+        "the change once, and caught_up's markers"
     );
     producer.stop().await;
     consumer.stop().await;

@@ -409,7 +409,7 @@ async fn when_a_move_to_the_dead_letter_queue_is_refused_what_was_moved_before_i
     }
     // Room for the first in the dead-letter queue, not for the second: the second move is
     // refused, the subscription ends and the unsettled part of the batch comes back.
-    let full = FullQueue::at_most(&dlq, 1);
+    let full = FullQueue::at_most(&env, &dlq, 1);
 
     let consumer = TestConsumer::start(env.consumer_config()).await;
     env.depth_becomes(&dlq, 1).await;
