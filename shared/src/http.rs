@@ -274,4 +274,26 @@ mod tests {
         let error: ErrorBody = serde_json::from_slice(&body).unwrap();
         assert_eq!(error.error.code, "request_timeout");
     }
+
+    #[tokio::test]
+    async fn a_handler_that_panics_gets_a_json_500_and_the_trace_context_is_echoed() {
+        async fn broken_handler() -> &'static str {
+            panic!("a bug")
+        }
+        let broken = Router::new().route("/broken", get(broken_handler));
+        let router = with_common_layers(broken, "test", Duration::from_secs(5));
+
+        let response = router
+            .oneshot(Request::get("/broken").body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+
+        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(response.headers().contains_key(TRACEPARENT));
+        let body = axum::body::to_bytes(response.into_body(), 4096)
+            .await
+            .unwrap();
+        let error: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(error.error.code, "internal_error");
+    }
 }
