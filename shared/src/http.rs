@@ -247,6 +247,24 @@ mod tests {
     use axum::body::Body;
     use tower::ServiceExt;
 
+    /// `GET path` through `router`: the status, the headers and the JSON error body.
+    async fn get_error(
+        router: Router,
+        path: &str,
+    ) -> (StatusCode, axum::http::HeaderMap, ErrorBody) {
+        let response = router
+            .oneshot(Request::get(path).body(Body::empty()).unwrap())
+            .await
+            .unwrap();
+        let (parts, body) = response.into_parts();
+        let body = axum::body::to_bytes(body, 4096).await.unwrap();
+        (
+            parts.status,
+            parts.headers,
+            serde_json::from_slice(&body).unwrap(),
+        )
+    }
+
     #[tokio::test]
     async fn a_request_past_the_deadline_gets_a_json_503_with_retry_after() {
         let slow = Router::new().route(
@@ -258,20 +276,13 @@ mod tests {
         );
         let router = with_common_layers(slow, "test", Duration::from_millis(50));
 
-        let response = router
-            .oneshot(Request::get("/slow").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let (status, headers, error) = get_error(router, "/slow").await;
 
-        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(status, StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(
-            response.headers()[axum::http::header::RETRY_AFTER],
+            headers[axum::http::header::RETRY_AFTER],
             RETRY_AFTER_SECS.to_string().as_str()
         );
-        let body = axum::body::to_bytes(response.into_body(), 4096)
-            .await
-            .unwrap();
-        let error: ErrorBody = serde_json::from_slice(&body).unwrap();
         assert_eq!(error.error.code, "request_timeout");
     }
 
@@ -283,17 +294,10 @@ mod tests {
         let broken = Router::new().route("/broken", get(broken_handler));
         let router = with_common_layers(broken, "test", Duration::from_secs(5));
 
-        let response = router
-            .oneshot(Request::get("/broken").body(Body::empty()).unwrap())
-            .await
-            .unwrap();
+        let (status, headers, error) = get_error(router, "/broken").await;
 
-        assert_eq!(response.status(), StatusCode::INTERNAL_SERVER_ERROR);
-        assert!(response.headers().contains_key(TRACEPARENT));
-        let body = axum::body::to_bytes(response.into_body(), 4096)
-            .await
-            .unwrap();
-        let error: ErrorBody = serde_json::from_slice(&body).unwrap();
+        assert_eq!(status, StatusCode::INTERNAL_SERVER_ERROR);
+        assert!(headers.contains_key(TRACEPARENT));
         assert_eq!(error.error.code, "internal_error");
     }
 }
