@@ -8,7 +8,7 @@ use crate::outcome::{
 use lapin::{
     Channel, Confirmation, Connection,
     message::Delivery,
-    options::{BasicAckOptions, BasicGetOptions, BasicPublishOptions, ConfirmSelectOptions},
+    options::{BasicAckOptions, BasicGetOptions, ConfirmSelectOptions},
     types::{AMQPValue, FieldTable, LongString},
 };
 use serde::Serialize;
@@ -123,10 +123,7 @@ impl DeadLetters {
                 .basic_publish(
                     "".into(),
                     self.queue.name.as_str().into(),
-                    BasicPublishOptions {
-                        mandatory: true,
-                        ..BasicPublishOptions::default()
-                    },
+                    shared::message::MANDATORY,
                     &delivery.data,
                     delivery.properties.clone().with_headers(headers),
                 )

@@ -4,7 +4,7 @@ use crate::store::Applied;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection,
     message::Delivery,
-    options::{BasicAckOptions, BasicPublishOptions, ConfirmSelectOptions},
+    options::{BasicAckOptions, ConfirmSelectOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
 use shared::topology::WorkQueue;
@@ -76,8 +76,9 @@ pub enum SettleError {
 
 /// Settles deliveries of one work queue: acks, and moves messages to its retry queues and
 /// dead-letter queue. Moving is publish-confirm, then ack (one `multiple` ack per batch), so
-/// a message is always in at least one queue; if the consumer dies in between, the copy and the redelivery are both applied
-/// once at most, thanks to the store's record of applied event ids.
+/// a message is always in at least one queue; if the consumer dies in between, the copy and
+/// the redelivery are both applied once at most, thanks to the store's record of applied
+/// event ids.
 #[derive(Debug)]
 pub struct Settler {
     /// In confirm mode; used by one batch at a time, so one message in flight at a time.
@@ -214,10 +215,7 @@ impl Settler {
             .basic_publish(
                 ShortString::from(""),
                 queue.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
+                shared::message::MANDATORY,
                 &delivery.data,
                 properties,
             )

@@ -235,6 +235,11 @@ async fn apply_chunk(
         .iter()
         .map(|event| event.event_id.to_string())
         .collect();
+    // Once per event: a padding row binds its row's again.
+    let payloads: Vec<String> = events
+        .iter()
+        .map(|event| String::from_utf8_lossy(&event.to_json()).into_owned())
+        .collect();
 
     // 1. Claim the ids. Those already there (or earlier in this chunk) are duplicates. On
     //    PostgreSQL a concurrent transaction claiming the same id waits here and then finds
@@ -259,7 +264,7 @@ async fn apply_chunk(
             .bind(event.effective_date.to_string())
             .bind(micros_since_epoch(event.occurred_at))
             .bind("applied")
-            .bind(String::from_utf8_lossy(&event.to_json()).into_owned())
+            .bind(payloads[index].as_str())
             .bind(now.as_str())
             .bind(instance);
     }

@@ -3,10 +3,7 @@
 //! it deletes what the test declared, even when the test panicked.
 
 use crate::broker::broker_uri;
-use lapin::{
-    BasicProperties, Connection, ConnectionProperties,
-    options::{BasicPublishOptions, ConfirmSelectOptions},
-};
+use lapin::{BasicProperties, Connection, ConnectionProperties, options::ConfirmSelectOptions};
 use shared::{
     amqp::BrokerAddress,
     config::{BrokerConfig, QueueConfig},
@@ -205,6 +202,16 @@ impl TestEnv {
     /// Publishes `body` to the test's exchange as another service might (a poison message,
     /// a duplicate), waiting for the broker's confirm.
     pub async fn publish_raw(&self, routing_key: &str, body: &[u8], properties: BasicProperties) {
+        self.publish_confirmed([(routing_key, body, properties)])
+            .await;
+    }
+
+    /// Publishes every message to the test's exchange, all at once on one confirm channel,
+    /// then waits for each confirm: each must be an ack, with nothing returned.
+    async fn publish_confirmed<'a>(
+        &self,
+        messages: impl IntoIterator<Item = (&'a str, &'a [u8], BasicProperties)>,
+    ) {
         let channel = self
             .admin_channel()
             .await
@@ -213,25 +220,28 @@ impl TestEnv {
             .confirm_select(ConfirmSelectOptions::default())
             .await
             .unwrap_or_else(|error| panic!("{error}"));
-        let confirmation = channel
-            .basic_publish(
-                self.exchange.as_str().into(),
-                routing_key.into(),
-                BasicPublishOptions {
-                    mandatory: true,
-                    ..BasicPublishOptions::default()
-                },
-                body,
-                properties,
-            )
-            .await
-            .unwrap_or_else(|error| panic!("{error}"))
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        assert!(
-            confirmation.is_ack() && confirmation.take_message().is_none(),
-            "raw publish not routed"
-        );
+        let mut confirms = Vec::new();
+        for (routing_key, body, properties) in messages {
+            confirms.push(
+                channel
+                    .basic_publish(
+                        self.exchange.as_str().into(),
+                        routing_key.into(),
+                        shared::message::MANDATORY,
+                        body,
+                        properties,
+                    )
+                    .await
+                    .unwrap_or_else(|error| panic!("{error}")),
+            );
+        }
+        for confirm in confirms {
+            let confirmation = confirm.await.unwrap_or_else(|error| panic!("{error}"));
+            assert!(
+                confirmation.is_ack() && confirmation.take_message().is_none(),
+                "the broker did not take a test message (refused, or not routed)"
+            );
+        }
         let _ = channel.close(200, "done".into()).await;
     }
 
@@ -275,42 +285,23 @@ impl TestEnv {
     /// Publishes `events` as the producer would, all at once on one channel, and waits for
     /// every confirm.
     pub async fn publish_events(&self, events: &[shared::event::AddressChanged]) {
-        let channel = self
-            .admin_channel()
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        channel
-            .confirm_select(ConfirmSelectOptions::default())
-            .await
-            .unwrap_or_else(|error| panic!("{error}"));
-        let mut confirms = Vec::with_capacity(events.len());
-        for event in events {
-            let message = shared::message::EventMessage::address_changed(event, "test");
-            confirms.push(
-                channel
-                    .basic_publish(
-                        self.exchange.as_str().into(),
-                        message.routing_key.as_str().into(),
-                        BasicPublishOptions::default(),
-                        &message.body,
-                        message.properties,
-                    )
-                    .await
-                    .unwrap_or_else(|error| panic!("{error}")),
-            );
-        }
-        for confirm in confirms {
-            let confirmation = confirm.await.unwrap_or_else(|error| panic!("{error}"));
-            assert!(confirmation.is_ack(), "the broker refused a test event");
-        }
-        let _ = channel.close(200, "done".into()).await;
+        let messages: Vec<_> = events
+            .iter()
+            .map(|event| shared::message::EventMessage::address_changed(event, "test"))
+            .collect();
+        self.publish_confirmed(messages.iter().map(|message| {
+            (
+                message.routing_key.as_str(),
+                message.body.as_slice(),
+                message.properties.clone(),
+            )
+        }))
+        .await;
     }
 
     /// Publishes `event` to the test's exchange exactly as the producer would.
     pub async fn publish_event(&self, event: &shared::event::AddressChanged) {
-        let message = shared::message::EventMessage::address_changed(event, "test");
-        self.publish_raw(&message.routing_key, &message.body, message.properties)
-            .await;
+        self.publish_events(std::slice::from_ref(event)).await;
     }
 
     /// Takes one message off `queue` (acknowledging it), to inspect what was published.
@@ -366,8 +357,7 @@ impl Drop for TestEnv {
         let topologies = self.declared_topologies();
         let exchanges = topologies[0].shared_exchange_names();
         let mut queues: Vec<String> = topologies.iter().flat_map(|t| t.queue_names()).collect();
-        // The alternate exchange's queue, named like it.
-        queues.push(exchanges[1].clone());
+        queues.push(topologies[0].unroutable_queue());
         crate::wait::block_on_own_thread(async move {
             let connect = Connection::connect(&uri, ConnectionProperties::default());
             let Ok(Ok(connection)) = tokio::time::timeout(Duration::from_secs(5), connect).await

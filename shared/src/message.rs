@@ -8,6 +8,7 @@ use crate::{
 };
 use lapin::{
     BasicProperties,
+    options::BasicPublishOptions,
     types::{AMQPValue, LongString},
 };
 
@@ -16,6 +17,14 @@ pub const CONTENT_TYPE: &str = "application/json";
 /// AMQP delivery mode 2: the broker writes the message to disk before confirming it, so a
 /// broker restart does not lose it (together with a durable queue).
 pub const PERSISTENT: u8 = 2;
+
+/// How every message of this project is published: `mandatory`, so that a message no queue
+/// takes is never dropped silently (it comes back as a return, or as a nack through the
+/// exchange's alternate exchange).
+pub const MANDATORY: BasicPublishOptions = BasicPublishOptions {
+    mandatory: true,
+    immediate: false,
+};
 
 /// An event ready to publish.
 #[derive(Debug, Clone)]

@@ -83,9 +83,14 @@ pub struct Declared {
 }
 
 impl Topology {
-    /// The alternate exchange (and its queue) that refuses what nothing else is bound for.
+    /// The alternate exchange that refuses what nothing else is bound for.
     pub fn unroutable_exchange(&self) -> String {
         format!("{}.unroutable", self.exchange)
+    }
+
+    /// The alternate exchange's only queue (zero-length, refusing): named like it.
+    pub fn unroutable_queue(&self) -> String {
+        self.unroutable_exchange()
     }
 
     /// Whether this topology's work queue is bound for `routing_key`. When the broker
@@ -99,7 +104,7 @@ impl Topology {
     }
 
     /// What every topology on this exchange shares: the exchange itself and its alternate
-    /// exchange. The alternate exchange's queue has the alternate exchange's name.
+    /// exchange (and [`Self::unroutable_queue`]).
     pub fn shared_exchange_names(&self) -> [String; 2] {
         [self.exchange.clone(), self.unroutable_exchange()]
     }
@@ -128,7 +133,7 @@ impl Topology {
     /// how to apply the new setting.
     pub async fn declare(&self, connection: &Connection) -> Result<Declared, lapin::Error> {
         let channel = connection.create_channel().await?;
-        let unroutable = self.unroutable_exchange();
+        let (unroutable, unroutable_queue) = (self.unroutable_exchange(), self.unroutable_queue());
         let durable = ExchangeDeclareOptions {
             durable: true,
             ..ExchangeDeclareOptions::default()
@@ -141,10 +146,10 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        declare_queue(&channel, &unroutable, refuse_beyond(0)).await?;
+        declare_queue(&channel, &unroutable_queue, refuse_beyond(0)).await?;
         channel
             .queue_bind(
-                unroutable.as_str().into(),
+                unroutable_queue.as_str().into(),
                 unroutable.as_str().into(),
                 "".into(),
                 QueueBindOptions::default(),
@@ -195,12 +200,12 @@ impl Topology {
     /// with a broker that lost its definitions; declaring again brings them back. Passive
     /// declares only: nothing is created or changed. (Bindings cannot be checked this way.)
     pub async fn missing(&self, connection: &Connection) -> Result<Vec<String>, lapin::Error> {
-        let unroutable = self.unroutable_exchange();
+        let (unroutable, unroutable_queue) = (self.unroutable_exchange(), self.unroutable_queue());
         let objects = [
             (self.exchange.as_str(), true),
             (unroutable.as_str(), true),
             (self.queue.name.as_str(), false),
-            (unroutable.as_str(), false),
+            (unroutable_queue.as_str(), false),
         ];
         let mut missing = Vec::new();
         for (name, is_exchange) in objects {

@@ -16,7 +16,7 @@ use bench::Target;
 use clap::Parser;
 use lapin::{
     BasicProperties, Channel, Confirmation,
-    options::{BasicPublishOptions, ConfirmSelectOptions},
+    options::ConfirmSelectOptions,
     types::{AMQPValue, FieldTable},
 };
 use shared::{
@@ -116,10 +116,7 @@ async fn publish(State(shared): State<Arc<Shared>>, body: Bytes) -> StatusCode {
         .basic_publish(
             shared.exchange.as_str().into(),
             shared.routing_key.as_str().into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            },
+            shared::message::MANDATORY,
             &body,
             if shared.plain_properties {
                 shared.properties.clone()

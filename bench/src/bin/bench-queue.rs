@@ -9,10 +9,7 @@ use bench::{Target, ready_messages, sample_event};
 use clap::{Parser, Subcommand};
 use lapin::{
     Confirmation, Connection,
-    options::{
-        BasicPublishOptions, ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions,
-        QueuePurgeOptions,
-    },
+    options::{ConfirmSelectOptions, ExchangeDeleteOptions, QueueDeleteOptions, QueuePurgeOptions},
 };
 use shared::message::EventMessage;
 use std::time::{Duration, Instant};
@@ -107,10 +104,7 @@ async fn fill(
     let mut pending = Vec::with_capacity(window);
     for n in 0..count {
         let message = EventMessage::address_changed(&sample_event(n)?, "bench");
-        let options = BasicPublishOptions {
-            mandatory: true,
-            ..BasicPublishOptions::default()
-        };
+        let options = shared::message::MANDATORY;
         let confirm = channel
             .basic_publish(
                 exchange.into(),

@@ -11,8 +11,7 @@
 //! to the right publish once several are in flight.)
 
 use lapin::{
-    BasicProperties, Channel, Connection, PublisherConfirm,
-    options::{BasicPublishOptions, ConfirmSelectOptions},
+    BasicProperties, Channel, Connection, PublisherConfirm, options::ConfirmSelectOptions,
 };
 use std::{
     future::{Future, poll_fn},
@@ -69,10 +68,7 @@ impl ConfirmChannels {
         let publish = channel.basic_publish(
             exchange.into(),
             routing_key.into(),
-            BasicPublishOptions {
-                mandatory: true,
-                ..BasicPublishOptions::default()
-            },
+            shared::message::MANDATORY,
             body,
             properties,
         );
