@@ -80,7 +80,7 @@ pub async fn run(
             Err(error) => {
                 tracing::error!(%error, queue = %settings.topology.queue.name, "Cannot subscribe; will retry.");
                 readiness.set_not_ready(format!("cannot subscribe to the queue: {error}"));
-                let _ = connection.close(200, "subscription failed".into()).await;
+                shared::amqp::close(&connection, "subscription failed").await;
                 continue;
             }
         };
@@ -112,14 +112,14 @@ pub async fn run(
                     tracing::warn!(%error, "Could not cancel the subscription cleanly.");
                 }
                 // Closing returns every prefetched, unstarted message to the queue.
-                let _ = connection.close(200, "consumer shutting down".into()).await;
+                shared::amqp::close(&connection, "consumer shutting down").await;
                 tracing::info!("Subscription cancelled; connection closed.");
                 return;
             }
             Ended::Lost(reason) => {
                 tracing::warn!(%reason, "Lost the subscription; reconnecting.");
                 readiness.set_not_ready(format!("reconnecting: {reason}"));
-                let _ = connection.close(200, "reconnecting".into()).await;
+                shared::amqp::close(&connection, "reconnecting").await;
             }
         }
     }

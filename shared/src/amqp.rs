@@ -244,6 +244,29 @@ pub fn connection_events(
         .boxed()
 }
 
+/// How long a closing connection waits for the broker's answer.
+const CLOSE_WITHIN: Duration = Duration::from_secs(5);
+
+/// Closes `connection` (code 200, `reason`), waiting at most a few seconds for the broker's
+/// answer: a connection whose socket has failed may never get one, and a service must not
+/// hang on it (the consumer once stayed "reconnecting" for good after a broker restart).
+/// Best effort: a failure is logged, and the broker requeues the connection's unacked
+/// messages when it notices the connection gone either way.
+pub async fn close(connection: &Connection, reason: &str) {
+    match tokio::time::timeout(CLOSE_WITHIN, connection.close(200, reason.into())).await {
+        Ok(Ok(())) => {}
+        Ok(Err(error)) => {
+            tracing::debug!(%error, reason, "The broker connection did not close cleanly.");
+        }
+        Err(_) => {
+            tracing::warn!(
+                reason,
+                "The broker did not answer the close in time; dropping the connection."
+            );
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

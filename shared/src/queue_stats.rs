@@ -139,7 +139,7 @@ async fn sample_over_amqp(
             publish(service, latest, "amqp", stats);
             tokio::select! {
                 () = stop.cancelled() => {
-                    let _ = connection.close(200, "sampler stopping".into()).await;
+                    crate::amqp::close(&connection, "sampler stopping").await;
                     return;
                 }
                 () = tokio::time::sleep(every) => {}

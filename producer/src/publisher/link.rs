@@ -41,9 +41,7 @@ pub(super) async fn maintain(
             Err(error) => {
                 tracing::error!(%error, exchange = %settings.topology.exchange, queue = %settings.topology.queue.name, "Cannot declare the topology; will retry.");
                 readiness.set_not_ready(format!("cannot declare the topology: {error}"));
-                let _ = connection
-                    .close(200, "topology declaration failed".into())
-                    .await;
+                shared::amqp::close(&connection, "topology declaration failed").await;
                 continue;
             }
         };
@@ -65,15 +63,19 @@ pub(super) async fn maintain(
                     sessions.send_replace(None);
                     metrics::gauge!(BROKER_CONNECTED).set(0.0);
                     readiness.set_not_ready("shutting down");
-                    if let Err(error) = session.connection.close(200, "producer shutting down".into()).await {
-                        tracing::warn!(%error, "Could not close the broker connection cleanly.");
-                    }
+                    shared::amqp::close(&session.connection, "producer shutting down").await;
                     return;
                 }
                 () = session.topology_check.notified() => {
                     if last_check.is_none_or(|at| at.elapsed() >= TOPOLOGY_CHECK_INTERVAL) {
                         last_check = Some(Instant::now());
-                        restore_topology(&settings.topology, &session.connection, &readiness).await;
+                        // Bounded: while it runs, this loop does not see the connection's
+                        // events, and a dying connection may leave the check hanging (posts
+                        // must turn to `broker_unavailable` as soon as it is lost).
+                        let check = restore_topology(&settings.topology, &session.connection, &readiness);
+                        if tokio::time::timeout(TOPOLOGY_CHECK_WITHIN, check).await.is_err() {
+                            tracing::warn!("The topology check did not finish in time; the connection may be failing.");
+                        }
                     }
                     continue;
                 }
@@ -108,12 +110,17 @@ pub(super) async fn maintain(
 /// Failed publishes ask for a topology check at most this often: under a flood every
 /// refusal (a full queue) rings, and one look a second is plenty.
 const TOPOLOGY_CHECK_INTERVAL: Duration = Duration::from_secs(1);
+/// A topology check takes milliseconds on a healthy connection.
+const TOPOLOGY_CHECK_WITHIN: Duration = Duration::from_secs(2);
 
 /// Declares the topology again if part of it is gone from the broker (deleted by hand, or
 /// a broker that lost its definitions), so publishing recovers without a restart. Only a
 /// reconnection would declare it otherwise, and deleting an exchange does not drop
 /// connections.
 async fn restore_topology(topology: &Topology, connection: &Connection, readiness: &Readiness) {
+    if !connection.status().connected() {
+        return; // the event stream reports the loss; the next connection declares it all
+    }
     let missing = match topology.missing(connection).await {
         Ok(missing) if missing.is_empty() => return,
         Ok(missing) => missing,
