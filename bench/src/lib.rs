@@ -52,6 +52,7 @@ pub fn sample_event(n: u64) -> anyhow::Result<AddressChanged> {
             country: Country::Gb,
         },
         effective_date: EffectiveDate::today(),
+        request_fingerprint: None,
     })
 }
 

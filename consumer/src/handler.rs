@@ -1,6 +1,9 @@
 //! Processing: decode each message and apply the changes to the store.
 
-use crate::{outcome::Outcome, store::Store};
+use crate::{
+    outcome::{Outcome, Unappliable},
+    store::{Applied, Store},
+};
 use shared::{domain::CustomerId, event::AddressChanged};
 use uuid::Uuid;
 
@@ -34,7 +37,7 @@ pub async fn process(store: &Store, bodies: &[&[u8]]) -> Vec<Processed> {
                 event: Some((event.event_id, event.customer_id.clone())),
             },
             Err(reason) => Processed {
-                outcome: Outcome::DeadLetter(reason.clone()),
+                outcome: Outcome::DeadLetter(Unappliable::Undecodable(reason.clone())),
                 event: None,
             },
         })
@@ -46,18 +49,33 @@ async fn apply(store: &Store, events: &[&AddressChanged]) -> Vec<Outcome> {
         return Vec::new();
     }
     match store.apply(events).await {
-        Ok(applied) => applied.into_iter().map(Outcome::Ack).collect(),
+        Ok(applied) => events
+            .iter()
+            .zip(applied)
+            .map(|(event, applied)| settle(event, applied))
+            .collect(),
         Err(batch_error) if events.len() > 1 => {
             tracing::warn!(error = %batch_error, batch = events.len(), "Batch failed; applying its changes one by one.");
             let mut outcomes = Vec::with_capacity(events.len());
             for event in events {
                 outcomes.push(match store.apply(&[event]).await {
-                    Ok(mut applied) => Outcome::Ack(applied.remove(0)),
+                    Ok(mut applied) => settle(event, applied.remove(0)),
                     Err(error) => Outcome::Retry(error.to_string()),
                 });
             }
             outcomes
         }
         Err(error) => vec![Outcome::Retry(error.to_string()); events.len()],
+    }
+}
+
+/// What the store's answer means for the message: a reused key is dead-lettered, the rest
+/// is committed (or was already) and acked.
+fn settle(event: &AddressChanged, applied: Applied) -> Outcome {
+    match applied {
+        Applied::KeyReused => Outcome::DeadLetter(Unappliable::KeyReused {
+            event_id: event.event_id,
+        }),
+        applied => Outcome::Ack(applied),
     }
 }

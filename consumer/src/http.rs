@@ -49,7 +49,8 @@ pub fn router(store: Store, dead_letters: DeadLetters, readiness: Readiness) -> 
 /// by the producer) is applied once.
 ///
 /// 201 when recorded now (`outcome` `updated`, or `superseded` by a later change), 200 when
-/// it had been applied before (`duplicate`), 422 for a body that is not a valid event, 503
+/// it had been applied before (`duplicate`), 422 `invalid_event` for a body that is not a
+/// valid event or `idempotency_key_reused` for an id applied from another request, 503
 /// when the store cannot record it; 413 for a body over the limit. Only a 2xx means the
 /// change is recorded.
 async fn apply_change(
@@ -106,12 +107,15 @@ async fn apply_change(
             )
                 .into_response()
         }
-        Outcome::DeadLetter(reason) => error_response(
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "invalid_event",
-            reason,
-            None,
-        ),
+        Outcome::DeadLetter(unappliable) => {
+            tracing::warn!(event_id, reason = %unappliable, "Change refused over HTTP.");
+            error_response(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                unappliable.code(),
+                unappliable.to_string(),
+                None,
+            )
+        }
         Outcome::Retry(reason) => {
             tracing::warn!(event_id, %reason, "Change not applied over HTTP.");
             error_response(

@@ -7,7 +7,9 @@ pub const DELIVERIES_RECEIVED: &str = "consumer_deliveries_received_total";
 pub const DELIVERIES_ACKED: &str = "consumer_deliveries_acked_total";
 /// Deliveries sent to a retry queue after a passing failure.
 pub const DELIVERIES_RETRIED: &str = "consumer_deliveries_retried_total";
-/// Deliveries sent to the dead-letter queue.
+/// Deliveries sent to the dead-letter queue, by `reason`: `invalid_event` (it can never be
+/// read), `idempotency_key_reused` (its id was applied from a different request) or
+/// `gave_up` (it failed `MAX_ATTEMPTS` times).
 pub const DELIVERIES_DEAD_LETTERED: &str = "consumer_deliveries_dead_lettered_total";
 /// Time to decode, apply and commit a batch, recorded once per message in it.
 pub const PROCESSING_DURATION: &str = "consumer_processing_duration_seconds";
@@ -27,7 +29,7 @@ pub fn install() {
     describe_counter!(DELIVERIES_RETRIED, "Deliveries sent to a retry queue.");
     describe_counter!(
         DELIVERIES_DEAD_LETTERED,
-        "Deliveries sent to the dead-letter queue."
+        "Deliveries sent to the dead-letter queue, by reason."
     );
     describe_histogram!(
         PROCESSING_DURATION,

@@ -10,6 +10,7 @@ use lapin::{
 use shared::topology::WorkQueue;
 use std::time::Duration;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
+use uuid::Uuid;
 
 /// Header counting how many times a message has been sent to a retry queue.
 pub const RETRY_COUNT_HEADER: &str = "x-retry-count";
@@ -31,9 +32,36 @@ pub enum Outcome {
     /// Processing failed for a reason that may pass (database unavailable): try again
     /// after a delay, up to the attempt limit.
     Retry(String),
-    /// The message can never be applied (not JSON, unknown schema version, invalid): move
-    /// it aside at once so the rest of the queue keeps flowing.
-    DeadLetter(String),
+    /// The message can never be applied: move it aside at once so the rest of the queue
+    /// keeps flowing.
+    DeadLetter(Unappliable),
+}
+
+/// Why a message can never be applied, however often it is delivered.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Unappliable {
+    /// The body is not an event this build can read: not JSON, an unknown schema version,
+    /// an invalid field.
+    #[error("{0}")]
+    Undecodable(String),
+    /// Its event id was applied before from a different request: the client reused an
+    /// `Idempotency-Key` for another change. Skipping it as a duplicate would lose the
+    /// change silently; it needs the client to send it again with a new key.
+    #[error(
+        "idempotency_key_reused: event {event_id} was applied before from a different request (an Idempotency-Key reused for another change); this change was NOT applied and must be sent again with a new key"
+    )]
+    KeyReused { event_id: Uuid },
+}
+
+impl Unappliable {
+    /// The error code of the sync endpoint's 422 and the `reason` label of the
+    /// dead-lettered metric.
+    pub fn code(&self) -> &'static str {
+        match self {
+            Self::Undecodable(_) => "invalid_event",
+            Self::KeyReused { .. } => "idempotency_key_reused",
+        }
+    }
 }
 
 /// What settling did, for the log line.
@@ -47,6 +75,8 @@ pub enum Settled {
     },
     /// Sent to `<queue>.dlq`.
     DeadLettered {
+        /// `invalid_event`, `idempotency_key_reused` or `gave_up` (after `MAX_ATTEMPTS`).
+        code: &'static str,
         reason: String,
     },
 }
@@ -159,7 +189,10 @@ impl Settler {
                 if attempt >= self.max_attempts {
                     let reason = format!("gave up after {attempt} attempts: {error}");
                     self.dead_letter(delivery, &reason).await?;
-                    Settled::DeadLettered { reason }
+                    Settled::DeadLettered {
+                        code: "gave_up",
+                        reason,
+                    }
                 } else {
                     let delay = self.retry_delay(retries);
                     let queue = self.queue.retry_queue(delay);
@@ -174,9 +207,13 @@ impl Settler {
                     Settled::RetryScheduled { attempt, delay }
                 }
             }
-            Outcome::DeadLetter(reason) => {
+            Outcome::DeadLetter(unappliable) => {
+                let reason = unappliable.to_string();
                 self.dead_letter(delivery, &reason).await?;
-                Settled::DeadLettered { reason }
+                Settled::DeadLettered {
+                    code: unappliable.code(),
+                    reason,
+                }
             }
         };
         Ok(settled)

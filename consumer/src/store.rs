@@ -47,6 +47,10 @@ pub enum Applied {
     Superseded,
     /// Its id had been applied before (a redelivery or a client retry): nothing changed.
     Duplicate,
+    /// Its id had been applied before from a different request: the client reused an
+    /// `Idempotency-Key` for another change. Nothing changed, and this change must not be
+    /// taken for a duplicate: it cannot be applied under this id at all.
+    KeyReused,
 }
 
 impl Applied {
@@ -55,6 +59,7 @@ impl Applied {
             Self::Updated => "updated",
             Self::Superseded => "superseded",
             Self::Duplicate => "duplicate",
+            Self::KeyReused => "idempotency_key_reused",
         }
     }
 }
@@ -249,9 +254,9 @@ async fn apply_chunk(
         BySize::new(|rows| {
             format!(
                 "INSERT INTO applied_events \
-                 (event_id, customer_id, effective_date, occurred_at_us, outcome, payload, recorded_at, recorded_by) \
+                 (event_id, customer_id, effective_date, occurred_at_us, outcome, payload, recorded_at, recorded_by, request_fingerprint) \
                  VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-                placeholders(rows, 8)
+                placeholders(rows, 9)
             )
         })
     });
@@ -266,7 +271,8 @@ async fn apply_chunk(
             .bind("applied")
             .bind(payloads[index].as_str())
             .bind(now.as_str())
-            .bind(instance);
+            .bind(instance)
+            .bind(event.request_fingerprint.as_deref());
     }
     let mut claimed: HashSet<String> = claim
         .fetch_all(&mut *connection)
@@ -276,6 +282,7 @@ async fn apply_chunk(
         .collect::<Result<_, _>>()?;
     // The first occurrence of a claimed id is the one that applies it.
     let fresh: Vec<bool> = ids.iter().map(|id| claimed.remove(id)).collect();
+    let reused = reused_keys(connection, events, &ids, &fresh).await?;
 
     // 2. Of each customer's fresh changes, only the latest can become current.
     let mut latest: HashMap<&str, usize> = HashMap::new();
@@ -334,12 +341,15 @@ async fn apply_chunk(
     // 4. Fresh changes that did not become current are kept as superseded.
     let results: Vec<Applied> = ids
         .iter()
-        .zip(&fresh)
-        .map(|(id, fresh)| match (fresh, became_current.contains(id)) {
-            (false, _) => Applied::Duplicate,
-            (true, true) => Applied::Updated,
-            (true, false) => Applied::Superseded,
-        })
+        .zip(fresh.iter().zip(&reused))
+        .map(
+            |(id, (fresh, reused))| match (fresh, became_current.contains(id)) {
+                (false, _) if *reused => Applied::KeyReused,
+                (false, _) => Applied::Duplicate,
+                (true, true) => Applied::Updated,
+                (true, false) => Applied::Superseded,
+            },
+        )
         .collect();
     let superseded: Vec<&String> = ids
         .iter()
@@ -363,6 +373,54 @@ async fn apply_chunk(
         mark.execute(&mut *connection).await?;
     }
     Ok(results)
+}
+
+/// Which of a chunk's events that were not fresh (their id already claimed, by an earlier
+/// batch or earlier in this chunk) came from a different request than the claimed one:
+/// both fingerprints known, and different. Only duplicates that carry a fingerprint are
+/// looked up, so the usual batch, with no duplicates, costs no extra round trip.
+async fn reused_keys(
+    connection: &mut AnyConnection,
+    events: &[&AddressChanged],
+    ids: &[String],
+    fresh: &[bool],
+) -> Result<Vec<bool>, StoreError> {
+    let keyed_duplicates: Vec<usize> = (0..events.len())
+        .filter(|&index| !fresh[index] && events[index].request_fingerprint.is_some())
+        .collect();
+    if keyed_duplicates.is_empty() {
+        return Ok(vec![false; events.len()]);
+    }
+    static RECORDED: LazyLock<BySize> = LazyLock::new(|| {
+        BySize::new(|rows| {
+            format!(
+                "SELECT event_id, request_fingerprint FROM applied_events WHERE event_id IN {}",
+                placeholders(1, rows)
+            )
+        })
+    });
+    let mut lookup = sqlx::query(RECORDED.for_rows(keyed_duplicates.len()));
+    for index in padded(keyed_duplicates.len()) {
+        lookup = lookup.bind(ids[keyed_duplicates[index]].as_str());
+    }
+    let mut recorded: HashMap<String, String> = HashMap::new();
+    for row in lookup.fetch_all(&mut *connection).await? {
+        if let Some(fingerprint) = row.try_get::<Option<String>, _>("request_fingerprint")? {
+            recorded.insert(row.try_get("event_id")?, fingerprint);
+        }
+    }
+    Ok(events
+        .iter()
+        .zip(ids)
+        .zip(fresh)
+        .map(|((event, id), fresh)| {
+            !fresh
+                && matches!(
+                    (recorded.get(id), &event.request_fingerprint),
+                    (Some(stored), Some(sent)) if stored != sent
+                )
+        })
+        .collect())
 }
 
 /// The order of changes for one customer: effective date, then when the producer accepted
@@ -621,6 +679,56 @@ mod tests {
         assert_eq!(current_event(store, "C-2").await, second_latest.event_id);
         assert_eq!(current_event(store, "C-3").await, third.event_id);
         assert_eq!(store.events_recorded().await.unwrap(), batch.len() as i64);
+    }
+
+    /// One key, two requests: the second is refused, in the same batch as the first and in
+    /// a later one; the first stays applied; a retry of the first, or an event with that id
+    /// and no fingerprint (recorded before fingerprints existed), stays a plain duplicate.
+    async fn an_id_applied_from_another_request_is_a_reused_key(store: &Store) {
+        let keyed = |line1: &str, fingerprint: Option<&str>| AddressChanged {
+            event_id: Uuid::from_u128(7),
+            request_fingerprint: fingerprint.map(str::to_owned),
+            ..e2e::address_changed("C-1", line1, "PR1 2HE", "2026-12-01")
+        };
+        let first = keyed("1 First Street", Some("first"));
+        let second = keyed("2 Second Street", Some("second"));
+        let unkeyed = keyed("3 Third Street", None);
+        let other = change_for("C-2");
+
+        assert_eq!(
+            store.apply(&[&first, &second, &other]).await.unwrap(),
+            [Applied::Updated, Applied::KeyReused, Applied::Updated]
+        );
+        assert_eq!(
+            store
+                .apply(&[&second, &first, &unkeyed, &second])
+                .await
+                .unwrap(),
+            [
+                Applied::KeyReused,
+                Applied::Duplicate,
+                Applied::Duplicate,
+                Applied::KeyReused
+            ]
+        );
+        assert_eq!(store.times_recorded(first.event_id).await.unwrap(), 1);
+        assert_eq!(current_event(store, "C-1").await, first.event_id);
+        let address = store
+            .current_address(&first.customer_id)
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(address.address.line1.as_str(), "1 First Street");
+    }
+
+    #[tokio::test]
+    async fn an_id_applied_from_another_request_is_a_reused_key_in_sqlite() {
+        in_sqlite(an_id_applied_from_another_request_is_a_reused_key).await;
+    }
+
+    #[tokio::test]
+    async fn an_id_applied_from_another_request_is_a_reused_key_in_postgresql() {
+        in_postgresql(an_id_applied_from_another_request_is_a_reused_key).await;
     }
 
     #[tokio::test]

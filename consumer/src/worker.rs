@@ -253,8 +253,8 @@ fn count(settled: &Settled) {
         Settled::RetryScheduled { .. } => {
             metrics::counter!(metric::DELIVERIES_RETRIED).increment(1);
         }
-        Settled::DeadLettered { .. } => {
-            metrics::counter!(metric::DELIVERIES_DEAD_LETTERED).increment(1);
+        Settled::DeadLettered { code, .. } => {
+            metrics::counter!(metric::DELIVERIES_DEAD_LETTERED, "reason" => *code).increment(1);
         }
     }
 }
@@ -304,7 +304,7 @@ fn log_settled(
                 "Message processing failed; retry scheduled."
             );
         }
-        Settled::DeadLettered { reason } => {
+        Settled::DeadLettered { reason, .. } => {
             tracing::warn!(event_id, customer_id, routing_key, redelivered, outcome, %reason, "Message dead-lettered.");
         }
     }

@@ -109,6 +109,8 @@ impl TestEnv {
             consumer_timeout_ms: 2_000,
             watch_queues: Vec::new(),
             max_in_flight_requests: 512,
+            idempotency_window_secs: 86_400,
+            idempotency_window_keys: 100_000,
             shutdown_grace_secs: 10,
         }
     }

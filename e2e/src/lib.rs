@@ -72,5 +72,6 @@ pub fn address_changed(
             country: Country::Gb,
         },
         effective_date: EffectiveDate::parse(effective_date).unwrap_or_else(parse_error),
+        request_fingerprint: None,
     }
 }

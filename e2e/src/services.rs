@@ -56,6 +56,41 @@ impl TestProducer {
             .unwrap_or_else(|error| panic!("POST failed: {error}"))
     }
 
+    /// `POST /api/v1/address-changes` with a JSON body and an `Idempotency-Key`.
+    pub async fn post_change_keyed(
+        &self,
+        key: &str,
+        body: &serde_json::Value,
+    ) -> reqwest::Response {
+        self.http
+            .post(format!("{}/api/v1/address-changes", self.url))
+            .header("Idempotency-Key", key)
+            .json(body)
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("POST failed: {error}"))
+    }
+
+    /// `POST /api/v1/sync/address-changes` with a JSON body and, when given, an
+    /// `Idempotency-Key`.
+    pub async fn post_sync_change(
+        &self,
+        body: &serde_json::Value,
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self
+            .http
+            .post(format!("{}/api/v1/sync/address-changes", self.url))
+            .json(body);
+        if let Some(key) = key {
+            request = request.header("Idempotency-Key", key);
+        }
+        request
+            .send()
+            .await
+            .unwrap_or_else(|error| panic!("POST failed: {error}"))
+    }
+
     /// Posts `body` and asserts that the producer answered `202 Accepted`.
     pub async fn accepts(&self, body: &serde_json::Value) {
         let status = self.post_change(body).await.status();

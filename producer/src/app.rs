@@ -3,6 +3,7 @@
 use crate::{
     config::Config,
     consumer_client::ConsumerClient,
+    idempotency::RecentKeys,
     publisher::{Publisher, PublisherSettings, PublisherTask},
     routes::{self, AppState},
 };
@@ -61,6 +62,10 @@ impl Application {
                     publisher: publisher.clone(),
                     consumer: ConsumerClient::new(&config.consumer_url, config.consumer_timeout()),
                     in_flight: Arc::new(Semaphore::new(config.max_in_flight_requests as usize)),
+                    recent_keys: RecentKeys::new(
+                        config.idempotency_window(),
+                        config.idempotency_window_keys,
+                    ),
                 },
                 readiness.clone(),
                 queues,

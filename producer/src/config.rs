@@ -49,6 +49,17 @@ pub struct Config {
     #[arg(long, env = "MAX_IN_FLIGHT_REQUESTS", default_value_t = 512, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_in_flight_requests: u32,
 
+    /// How long this replica remembers an Idempotency-Key after its first use, to refuse
+    /// the key's reuse for a different change at once (422). 0 switches the record off;
+    /// the consumer still catches every reuse, later, in its dead-letter queue.
+    #[arg(long, env = "IDEMPOTENCY_WINDOW_SECS", default_value_t = 86_400)]
+    pub idempotency_window_secs: u64,
+
+    /// Most Idempotency-Keys remembered at once (a few hundred bytes each); beyond it,
+    /// keys are forgotten before their time. 0 switches the record off.
+    #[arg(long, env = "IDEMPOTENCY_WINDOW_KEYS", default_value_t = 100_000)]
+    pub idempotency_window_keys: u64,
+
     /// Longest time in-flight requests get to finish after SIGTERM or SIGINT.
     #[arg(long, env = "SHUTDOWN_GRACE_SECS", default_value_t = 10)]
     pub shutdown_grace_secs: u64,
@@ -75,6 +86,10 @@ impl Config {
 
     pub fn consumer_timeout(&self) -> Duration {
         Duration::from_millis(self.consumer_timeout_ms)
+    }
+
+    pub fn idempotency_window(&self) -> Duration {
+        Duration::from_secs(self.idempotency_window_secs)
     }
 
     pub fn shutdown_grace(&self) -> Duration {

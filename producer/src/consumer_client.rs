@@ -18,10 +18,18 @@ pub enum SyncError {
     /// It did not answer within `CONSUMER_TIMEOUT_MS` (overloaded, hung): 504.
     #[error("the consumer did not answer within {} ms", .0.as_millis())]
     Timeout(Duration),
+    /// It refused the change: its event id was applied before from a different request
+    /// (an `Idempotency-Key` reused for another change): 422, as when the producer notices.
+    #[error("the consumer applied this event id before, from a different request")]
+    KeyReused,
     /// It answered with an error (its store failing, a bug): 502.
     #[error("the consumer failed with {status}: {message}")]
     Failed { status: u16, message: String },
 }
+
+/// The error code with which the consumer refuses an event id it applied from another
+/// request.
+const KEY_REUSED_CODE: &str = "idempotency_key_reused";
 
 /// What the consumer answered when it recorded the change.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
@@ -71,6 +79,9 @@ impl ConsumerClient {
             return Ok(recorded);
         }
         let body: serde_json::Value = response.json().await.unwrap_or_default();
+        if body["error"]["code"] == KEY_REUSED_CODE {
+            return Err(SyncError::KeyReused);
+        }
         Err(SyncError::Failed {
             status: status.as_u16(),
             message: body["error"]["message"]

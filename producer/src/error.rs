@@ -27,6 +27,12 @@ pub enum ApiError {
         field: Option<String>,
         message: String,
     },
+    /// 422 `idempotency_key_reused`: the Idempotency-Key was used before, for this customer,
+    /// with a different request. Nothing was published.
+    #[error(
+        "this Idempotency-Key was already used for a different change of this customer's address; nothing was queued. A retry must repeat the first request exactly; a new change needs a new key"
+    )]
+    IdempotencyKeyReused,
     /// 503 `overloaded`, with `Retry-After`: `MAX_IN_FLIGHT_REQUESTS` are being handled.
     #[error("too many requests are in flight; try again shortly")]
     Overloaded,
@@ -52,12 +58,18 @@ impl ApiError {
                 (StatusCode::UNSUPPORTED_MEDIA_TYPE, "unsupported_media_type")
             }
             Self::Validation { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "validation_failed"),
+            Self::IdempotencyKeyReused => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
+            }
             Self::Overloaded => (StatusCode::SERVICE_UNAVAILABLE, "overloaded"),
             Self::NotRecorded(SyncError::Unreachable { .. }) => {
                 (StatusCode::SERVICE_UNAVAILABLE, "consumer_unavailable")
             }
             Self::NotRecorded(SyncError::Timeout(_)) => {
                 (StatusCode::GATEWAY_TIMEOUT, "consumer_timeout")
+            }
+            Self::NotRecorded(SyncError::KeyReused) => {
+                (StatusCode::UNPROCESSABLE_ENTITY, "idempotency_key_reused")
             }
             Self::NotRecorded(SyncError::Failed { .. }) => {
                 (StatusCode::BAD_GATEWAY, "consumer_failed")

@@ -26,6 +26,13 @@ pub struct AddressChanged {
     pub customer_id: CustomerId,
     pub new_address: Address,
     pub effective_date: EffectiveDate,
+    /// The SHA-256 (hex) of the HTTP request the event was made from, set only when the
+    /// client sent an `Idempotency-Key` (which is what `event_id` is then derived from).
+    /// Two events with the same id and different fingerprints are two different changes
+    /// under one reused key: a consumer that has applied the first refuses the second
+    /// loudly instead of skipping it as a duplicate. Optional, and absent from unkeyed
+    /// events, so the field is an additive change to schema version 1.
+    pub request_fingerprint: Option<String>,
 }
 
 /// Why a message body is not an `address.changed` event this build can apply. Every variant
@@ -53,6 +60,7 @@ impl AddressChanged {
             customer_id: &self.customer_id,
             new_address: &self.new_address,
             effective_date: self.effective_date,
+            request_fingerprint: self.request_fingerprint.as_deref(),
         };
         // Serialising plain structs of strings and numbers into a Vec cannot fail.
         serde_json::to_vec(&wire).unwrap_or_default()
@@ -81,6 +89,7 @@ impl AddressChanged {
             customer_id: wire.customer_id,
             new_address: wire.new_address,
             effective_date: wire.effective_date,
+            request_fingerprint: wire.request_fingerprint,
         })
     }
 }
@@ -95,6 +104,8 @@ struct WireOut<'a> {
     customer_id: &'a CustomerId,
     new_address: &'a Address,
     effective_date: EffectiveDate,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    request_fingerprint: Option<&'a str>,
 }
 
 /// Unknown envelope fields are tolerated, so a later minor addition does not turn every
@@ -107,6 +118,8 @@ struct WireIn {
     customer_id: CustomerId,
     new_address: Address,
     effective_date: EffectiveDate,
+    #[serde(default)]
+    request_fingerprint: Option<String>,
 }
 
 #[derive(Deserialize)]

@@ -10,6 +10,9 @@ use time::macros::{date, datetime};
 use uuid::uuid;
 
 const FIXTURE: &str = include_str!("fixtures/address_changed.v1.json");
+/// The same event made from a request that carried an `Idempotency-Key`.
+const KEYED_FIXTURE: &str = include_str!("fixtures/address_changed.v1.keyed.json");
+const FINGERPRINT: &str = "9f2b5c0d7e1a4b3c8d6e0f1a2b3c4d5e6f708192a3b4c5d6e7f8091a2b3c4d5e";
 
 fn fixture_event() -> AddressChanged {
     AddressChanged {
@@ -24,6 +27,14 @@ fn fixture_event() -> AddressChanged {
             country: Country::Gb,
         },
         effective_date: EffectiveDate::from(date!(2026 - 12 - 01)),
+        request_fingerprint: None,
+    }
+}
+
+fn keyed_fixture_event() -> AddressChanged {
+    AddressChanged {
+        request_fingerprint: Some(FINGERPRINT.to_owned()),
+        ..fixture_event()
     }
 }
 
@@ -39,6 +50,31 @@ fn the_v1_fixture_decodes_to_the_event() {
     assert_eq!(
         AddressChanged::from_json(FIXTURE.as_bytes()).unwrap(),
         fixture_event()
+    );
+}
+
+#[test]
+fn a_keyed_event_adds_only_its_request_fingerprint_to_the_v1_fixture() {
+    let written: serde_json::Value =
+        serde_json::from_slice(&keyed_fixture_event().to_json()).unwrap();
+    let frozen: serde_json::Value = serde_json::from_str(KEYED_FIXTURE).unwrap();
+    assert_eq!(written, frozen);
+    let mut without = frozen;
+    without
+        .as_object_mut()
+        .unwrap()
+        .remove("request_fingerprint");
+    assert_eq!(
+        without,
+        serde_json::from_str::<serde_json::Value>(FIXTURE).unwrap()
+    );
+}
+
+#[test]
+fn the_keyed_v1_fixture_decodes_to_the_keyed_event() {
+    assert_eq!(
+        AddressChanged::from_json(KEYED_FIXTURE.as_bytes()).unwrap(),
+        keyed_fixture_event()
     );
 }
 

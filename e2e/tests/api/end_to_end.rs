@@ -76,35 +76,3 @@ async fn with_the_consumer_stopped_the_queue_fills_and_it_drains_when_the_consum
     producer.stop().await;
     consumer.stop().await;
 }
-
-#[tokio::test]
-async fn a_client_retry_with_the_same_idempotency_key_is_applied_once() {
-    let env = TestEnv::new().await;
-    let producer = TestProducer::start(env.producer_config()).await;
-    let consumer = TestConsumer::start(env.consumer_config()).await;
-    let post = || {
-        producer
-            .http
-            .post(format!("{}/api/v1/address-changes", producer.url))
-            .header("Idempotency-Key", "move-2026-12")
-            .json(&change_of_address("C-77", "PR1 2HE"))
-            .send()
-    };
-
-    let first: Accepted = post().await.unwrap().json().await.unwrap();
-    let retry: Accepted = post().await.unwrap().json().await.unwrap();
-
-    consumer.caught_up(&env).await;
-    assert_eq!(first.event_id, retry.event_id);
-    assert_eq!(
-        consumer.store.times_recorded(first.event_id).await.unwrap(),
-        1
-    );
-    assert_eq!(
-        consumer.store.events_recorded().await.unwrap(),
-        1 + TestConsumer::CAUGHT_UP_MARKERS,
-        "the change once, and caught_up's markers"
-    );
-    producer.stop().await;
-    consumer.stop().await;
-}

@@ -5,6 +5,7 @@
 mod consumer_applies;
 mod end_to_end;
 mod failures;
+mod idempotency;
 mod observability;
 mod patterns;
 mod producer_accepts;

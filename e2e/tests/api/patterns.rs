@@ -10,21 +10,6 @@ use reqwest::StatusCode;
 use shared::http::ErrorBody;
 use std::time::Duration;
 
-async fn post_sync(
-    producer: &TestProducer,
-    body: &serde_json::Value,
-    key: Option<&str>,
-) -> reqwest::Response {
-    let mut request = producer
-        .http
-        .post(format!("{}/api/v1/sync/address-changes", producer.url))
-        .json(body);
-    if let Some(key) = key {
-        request = request.header("Idempotency-Key", key);
-    }
-    request.send().await.unwrap()
-}
-
 #[tokio::test]
 async fn with_the_consumer_up_the_sync_path_answers_once_the_change_is_visible() {
     let env = TestEnv::new().await;
@@ -33,12 +18,9 @@ async fn with_the_consumer_up_the_sync_path_answers_once_the_change_is_visible()
     config.consumer_url = consumer.url.clone();
     let producer = TestProducer::start(config).await;
 
-    let response = post_sync(
-        &producer,
-        &change_of_address("C-1", "pr12he"),
-        Some("sync-1"),
-    )
-    .await;
+    let response = producer
+        .post_sync_change(&change_of_address("C-1", "pr12he"), Some("sync-1"))
+        .await;
     assert_eq!(response.status(), StatusCode::CREATED);
     let applied: Applied = response.json().await.unwrap();
     assert_eq!(
@@ -52,12 +34,9 @@ async fn with_the_consumer_up_the_sync_path_answers_once_the_change_is_visible()
     assert_eq!(body["event_id"], applied.event_id.to_string());
     assert_eq!(body["address"]["postcode"], "PR1 2HE");
 
-    let retry = post_sync(
-        &producer,
-        &change_of_address("C-1", "pr12he"),
-        Some("sync-1"),
-    )
-    .await;
+    let retry = producer
+        .post_sync_change(&change_of_address("C-1", "pr12he"), Some("sync-1"))
+        .await;
     assert_eq!(retry.status(), StatusCode::OK, "a retry is recognised");
     let retried: Applied = retry.json().await.unwrap();
     assert_eq!(
@@ -80,7 +59,9 @@ async fn with_the_consumer_down_sync_fails_saying_not_recorded_while_async_queue
     config.consumer_url = consumer_url;
     let producer = TestProducer::start(config).await;
 
-    let sync = post_sync(&producer, &change_of_address("C-SYNC", "PR1 2HE"), None).await;
+    let sync = producer
+        .post_sync_change(&change_of_address("C-SYNC", "PR1 2HE"), None)
+        .await;
     let asynchronous = producer
         .post_change(&change_of_address("C-ASYNC", "PR1 2HE"))
         .await;
@@ -132,7 +113,9 @@ async fn when_the_consumer_is_too_slow_the_sync_path_times_out_with_504() {
     let producer = TestProducer::start(config).await;
 
     let started = std::time::Instant::now();
-    let response = post_sync(&producer, &change_of_address("C-1", "PR1 2HE"), None).await;
+    let response = producer
+        .post_sync_change(&change_of_address("C-1", "PR1 2HE"), None)
+        .await;
 
     assert_eq!(response.status(), StatusCode::GATEWAY_TIMEOUT);
     let error = response.json::<ErrorBody>().await.unwrap().error;
@@ -156,7 +139,9 @@ async fn when_the_consumer_fails_the_sync_path_answers_502_and_nothing_is_record
     config.consumer_url = consumer.url.clone();
     let producer = TestProducer::start(config).await;
 
-    let response = post_sync(&producer, &change_of_address("C-1", "PR1 2HE"), None).await;
+    let response = producer
+        .post_sync_change(&change_of_address("C-1", "PR1 2HE"), None)
+        .await;
 
     assert_eq!(response.status(), StatusCode::BAD_GATEWAY);
     let error = response.json::<ErrorBody>().await.unwrap().error;

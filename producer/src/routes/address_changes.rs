@@ -4,7 +4,7 @@ use super::{AppState, InFlight};
 use crate::{
     error::ApiError,
     extract::JsonBody,
-    idempotency::{self, IdempotencyKey},
+    idempotency::{self, IdempotencyKey, RecentKeys},
 };
 use axum::{Extension, Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
@@ -40,15 +40,27 @@ pub struct Accepted {
 }
 
 /// The event for a validated request: its id derived from the `Idempotency-Key` when
-/// there is one, the effective date defaulted to today.
-pub fn new_event(request: AddressChangeRequest, key: Option<&IdempotencyKey>) -> AddressChanged {
-    AddressChanged {
-        event_id: idempotency::event_id(&request.customer_id, key),
+/// there is one, bound to the request's fingerprint in `recent_keys` (a key reused for a
+/// different change is refused here), the effective date defaulted to today.
+pub fn new_event(
+    request: AddressChangeRequest,
+    key: Option<&IdempotencyKey>,
+    recent_keys: &RecentKeys,
+) -> Result<AddressChanged, ApiError> {
+    let event_id = idempotency::event_id(&request.customer_id, key);
+    // Of the request as sent: a defaulted date would change at midnight, and a retry with it.
+    let request_fingerprint = key.map(|_| idempotency::fingerprint(&request));
+    if let Some(fingerprint) = &request_fingerprint {
+        recent_keys.bind(event_id, fingerprint)?;
+    }
+    Ok(AddressChanged {
+        event_id,
         occurred_at: OffsetDateTime::now_utc(),
         customer_id: request.customer_id,
         new_address: request.new_address,
         effective_date: request.effective_date.unwrap_or_else(EffectiveDate::today),
-    }
+        request_fingerprint,
+    })
 }
 
 pub async fn create(
@@ -58,7 +70,7 @@ pub async fn create(
     key: Option<IdempotencyKey>,
     JsonBody(request): JsonBody<AddressChangeRequest>,
 ) -> Result<(StatusCode, Json<Accepted>), ApiError> {
-    let event = new_event(request, key.as_ref());
+    let event = new_event(request, key.as_ref(), &state.recent_keys)?;
     let message = EventMessage::address_changed(&event, APP_ID).with_trace_context(&trace);
     let routing_key = message.routing_key.clone();
     if let Err(error) = state.publisher.publish(message).await {

@@ -7,7 +7,9 @@ mod sync_address_changes;
 pub use address_changes::{Accepted, AddressChangeRequest};
 pub use sync_address_changes::Applied;
 
-use crate::{consumer_client::ConsumerClient, error::ApiError, publisher::Publisher};
+use crate::{
+    consumer_client::ConsumerClient, error::ApiError, idempotency::RecentKeys, publisher::Publisher,
+};
 use axum::{
     Router,
     extract::FromRequestParts,
@@ -26,6 +28,8 @@ pub struct AppState {
     pub consumer: ConsumerClient,
     /// One permit per change request that may be handled at once (`MAX_IN_FLIGHT_REQUESTS`).
     pub in_flight: Arc<Semaphore>,
+    /// The Idempotency-Keys this replica saw lately, with their requests' fingerprints.
+    pub recent_keys: RecentKeys,
 }
 
 pub fn router(state: AppState, readiness: Readiness, queues: QueueWatch) -> Router {

@@ -3,7 +3,9 @@
 //! through the broker: the answer waits for the consumer, and fails when it cannot answer.
 
 use super::{AppState, InFlight, address_changes::new_event};
-use crate::{error::ApiError, extract::JsonBody, idempotency::IdempotencyKey};
+use crate::{
+    consumer_client::SyncError, error::ApiError, extract::JsonBody, idempotency::IdempotencyKey,
+};
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -22,14 +24,15 @@ pub struct Applied {
 }
 
 /// 201 when the consumer recorded the change now, 200 when it had already (a retry with
-/// the same `Idempotency-Key`); 502, 503 or 504 when it could not, saying so.
+/// the same `Idempotency-Key`); 422 when that key was used for another change; 502, 503 or
+/// 504 when it could not, saying so.
 pub async fn create(
     State(state): State<Arc<AppState>>,
     _place: InFlight,
     key: Option<IdempotencyKey>,
     JsonBody(request): JsonBody<AddressChangeRequest>,
 ) -> Result<(StatusCode, Json<Applied>), ApiError> {
-    let event = new_event(request, key.as_ref());
+    let event = new_event(request, key.as_ref(), &state.recent_keys)?;
     match state.consumer.record(&event).await {
         Ok(recorded) => {
             tracing::info!(event_id = %event.event_id, customer_id = %event.customer_id, outcome = recorded.outcome, "Change recorded by the consumer.");
@@ -46,6 +49,10 @@ pub async fn create(
                     outcome: recorded.outcome,
                 }),
             ))
+        }
+        Err(SyncError::KeyReused) => {
+            tracing::warn!(event_id = %event.event_id, customer_id = %event.customer_id, "Change refused by the consumer: its Idempotency-Key was used for another change.");
+            Err(ApiError::IdempotencyKeyReused)
         }
         Err(error) => {
             tracing::warn!(event_id = %event.event_id, customer_id = %event.customer_id, %error, "Change NOT recorded by the consumer.");
