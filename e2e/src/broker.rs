@@ -1,5 +1,8 @@
 //! Which RabbitMQ the tests use: `AMQP_ADDR` if set, else one on 127.0.0.1:5672, else one
 //! started in Docker with testcontainers (kept running and reused by later test runs).
+//! `TEST_RABBITMQCTL` says how to run `rabbitmqctl` against a broker given by `AMQP_ADDR`
+//! (e.g. `e2e/scripts/rabbitmq4.sh ctl` for the RabbitMQ 4 node that CI runs beside the
+//! host's own).
 
 use std::{
     net::TcpStream,
@@ -85,6 +88,12 @@ pub fn try_rabbitmqctl(args: &[&str]) -> Result<String, String> {
         let mut docker = Command::new("docker");
         docker.args(["exec", CONTAINER_NAME, "rabbitmqctl"]);
         docker
+    } else if let Ok(given) = std::env::var("TEST_RABBITMQCTL") {
+        // A command line split on spaces: its own arguments cannot contain any.
+        let mut words = given.split_whitespace();
+        let mut command = Command::new(words.next().unwrap_or("rabbitmqctl"));
+        command.args(words);
+        command
     } else {
         Command::new("rabbitmqctl")
     };
