@@ -6,6 +6,7 @@ use e2e::{
     TestConsumer, TestEnv, TestProducer, broker::rabbitmqctl, change_of_address, eventually,
 };
 use reqwest::StatusCode;
+use shared::{amqp::BrokerAddress, config::BrokerConfig};
 use std::{
     sync::{
         Arc,
@@ -230,6 +231,87 @@ async fn a_broker_restart_mid_stream_loses_no_accepted_change_and_both_services_
             (status, code) => panic!("unexpected answer {status} {code}"),
         }
     }
+    producer.stop().await;
+    consumer.stop().await;
+}
+
+/// A producer exists to accept posts: once the broker accepts connections again, both
+/// services must be ready within a second, however long the outage grew their back-off.
+#[tokio::test]
+async fn after_short_and_long_outages_both_services_are_ready_within_a_second_of_the_broker() {
+    let _turn = ONE_AT_A_TIME.lock().await;
+    let env = TestEnv::new().await;
+    // The shipped back-off cap (the other tests shorten it to 1 s), so that a long outage
+    // grows the wait between attempts as it does in production.
+    let shipped = |mut broker: BrokerConfig| {
+        broker.reconnect_max_delay_secs = 30;
+        broker
+    };
+    let mut producer_config = env.producer_config();
+    producer_config.broker = shipped(producer_config.broker);
+    let mut consumer_config = env.consumer_config();
+    consumer_config.broker = shipped(consumer_config.broker);
+    let producer = TestProducer::start(producer_config).await;
+    let consumer = TestConsumer::start(consumer_config).await;
+    let broker = BrokerAddress::parse(&e2e::broker::broker_uri()).unwrap();
+    let (host, port) = broker.endpoint();
+    let both_ready = || async {
+        let producer_ready = producer.get("/readyz").await.status();
+        let consumer_ready = consumer.get("/readyz").await.status();
+        if producer_ready == StatusCode::OK && consumer_ready == StatusCode::OK {
+            Ok(Instant::now())
+        } else {
+            Err((producer_ready, consumer_ready))
+        }
+    };
+
+    for outage in [Duration::from_secs(5), Duration::from_secs(40)] {
+        let stopped = BrokerStopped::now().await;
+        eventually(
+            "both services to notice",
+            Duration::from_secs(15),
+            || async {
+                match both_ready().await {
+                    Err((StatusCode::SERVICE_UNAVAILABLE, StatusCode::SERVICE_UNAVAILABLE)) => {
+                        Ok(())
+                    }
+                    other => Err(other),
+                }
+            },
+        )
+        .await;
+        // The outage itself: the services' back-off grows meanwhile.
+        tokio::time::sleep(outage).await;
+        let restart = tokio::spawn(stopped.start_again());
+        let accepting = loop {
+            if tokio::net::TcpStream::connect((host, port)).await.is_ok() {
+                break Instant::now();
+            }
+            assert!(
+                !restart.is_finished(),
+                "the broker started, yet refuses connections"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        };
+        let ready = eventually(
+            "both services to be ready",
+            Duration::from_secs(30),
+            both_ready,
+        )
+        .await;
+        restart.await.unwrap();
+
+        let took = ready - accepting;
+        eprintln!(
+            "after a {outage:?} outage: both ready {took:?} after the broker accepted connections"
+        );
+        assert!(
+            took < Duration::from_secs(1),
+            "after a {outage:?} outage both were ready {took:?} after the broker accepted connections"
+        );
+        producer.accepts(&change_of_address("C-1", "PR1 2HE")).await;
+    }
+    consumer.shows("C-1").await;
     producer.stop().await;
     consumer.stop().await;
 }
