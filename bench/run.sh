@@ -17,6 +17,7 @@
 # Settings: BENCH_DURATION_SECS (15), BENCH_WARMUP_SECS (3), BENCH_CONNECTIONS (64),
 # BENCH_BACKLOG (20000), BENCH_ROUNDS (1; more alternate the order and report medians),
 # BENCH_QUIET_CORES (0.3), BENCH_QUIET_WAIT_SECS (120), BENCH_LAZY_QUEUES (1; see below),
+# QUEUE_TYPE (classic, as every earlier recorded run; quorum measures the services' default),
 # AMQP_ADDR (guest@127.0.0.1:5672).
 set -euo pipefail
 shopt -s inherit_errexit # a failed command inside $(...) stops the run too
@@ -44,6 +45,9 @@ DRAIN_EXCHANGE="$DRAIN_QUEUE"
 export RUST_LOG=warn
 # The HTTP runs keep what they publish in the load queue (purged between runs): make room.
 export QUEUE_MAX_LENGTH=10000000
+# The run's queues, for every tool alike. Classic unless asked, so that runs stay comparable
+# with the recorded ones; the services' own default is quorum (README, "Quorum queues").
+export QUEUE_TYPE=${QUEUE_TYPE:-classic}
 export RETRY_DELAYS_MS=1000,5000,30000,120000
 BIN="$ROOT/target/release"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
@@ -406,8 +410,8 @@ mkdir -p bench/results
     printf '## Benchmark %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
     printf -- '- Machine: %s.\n' "$MACHINE"
     printf -- '- Code: %s.\n' "$TREE"
-    printf -- '- HTTP: %s s per run after a %s s warm-up, %s connections, oha, the request body of README. Drain: a %s-message backlog, PREFETCH 32, SQLite in a temporary directory. Services with RUST_LOG=warn, otherwise their defaults. Classic queues: %s.\n' \
-        "$DURATION" "$WARMUP" "$CONNECTIONS" "$BACKLOG" "$QUEUE_MODE"
+    printf -- '- HTTP: %s s per run after a %s s warm-up, %s connections, oha, the request body of README. Drain: a %s-message backlog, PREFETCH 32, SQLite in a temporary directory. Services with RUST_LOG=warn, otherwise their defaults. QUEUE_TYPE=%s; classic queues: %s.\n' \
+        "$DURATION" "$WARMUP" "$CONNECTIONS" "$BACKLOG" "$QUEUE_TYPE" "$QUEUE_MODE"
     printf -- '- CPU columns: cores used during the measured phase, out of %s shared by the load tool, the broker and the service; "other" is everything else the machine ran meanwhile.\n\n' "$CORES"
     printf '| run | rate | p50 ms | p99 ms | not 202 | service CPU | broker CPU | load tool CPU | other CPU | idle |\n'
     printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'

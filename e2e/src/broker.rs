@@ -110,6 +110,16 @@ pub fn try_rabbitmqctl(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// The type (`quorum`, `classic`) of queue `name` in the default vhost, as the broker lists
+/// it; `None` when there is no such queue.
+pub fn queue_type(name: &str) -> Option<String> {
+    rabbitmqctl(&["list_queues", "-q", "--no-table-headers", "name", "type"])
+        .lines()
+        .filter_map(|line| line.split_once('\t'))
+        .find(|(queue, _)| *queue == name)
+        .map(|(_, kind)| kind.trim().to_owned())
+}
+
 /// The broker's ids (Erlang pids) of every open connection whose client-given name is
 /// `name`. A reconnection shows as a new id.
 pub fn connections_named(name: &str) -> Vec<String> {

@@ -90,6 +90,7 @@ impl TestEnv {
             queue: queue.to_owned(),
             binding_keys: binding_keys.iter().map(|key| (*key).to_owned()).collect(),
             max_length: shared::topology::DEFAULT_MAX_LENGTH,
+            queue_type: shared::topology::QueueType::default(),
         }
     }
 
@@ -346,6 +347,7 @@ impl TestEnv {
                     name,
                     binding_keys: Vec::new(),
                     max_length: 0,
+                    queue_type: shared::topology::QueueType::default(),
                 },
                 retry_delays: retry_delays.clone(),
             })

@@ -135,11 +135,17 @@ pub struct FullQueue {
 }
 
 impl FullQueue {
-    /// `queue` in the test's virtual host.
+    /// `queue` in the test's virtual host, holding at most `max_length` (at least 1) ready
+    /// messages. A quorum queue refuses a publish only once it holds *more* than its
+    /// policy's limit, so its limit is set one lower.
     pub fn at_most(env: &crate::TestEnv, queue: &str, max_length: u32) -> Self {
         let vhost = env.broker_config().amqp_addr.vhost().to_owned();
         let policy = format!("{queue}.full");
         let pattern = format!("^{}$", regex_escape(queue));
+        let max_length = match crate::broker::queue_type(queue).as_deref() {
+            Some("quorum") => max_length.saturating_sub(1),
+            _ => max_length,
+        };
         let definition = format!(r#"{{"max-length":{max_length},"overflow":"reject-publish"}}"#);
         crate::broker::rabbitmqctl(&[
             "set_policy",

@@ -162,6 +162,16 @@ impl TestConsumer {
     }
 
     /// `GET /api/v1/customers/{id}/address`: the status and the JSON body.
+    /// `GET /api/v1/dead-letters`, which must answer 200: the dead letters, left in place.
+    pub async fn dead_letters(&self) -> serde_json::Value {
+        let response = self.get("/api/v1/dead-letters").await;
+        assert_eq!(response.status(), reqwest::StatusCode::OK);
+        response
+            .json()
+            .await
+            .unwrap_or_else(|error| panic!("the dead-letter listing is not JSON: {error}"))
+    }
+
     pub async fn address_of(&self, customer_id: &str) -> (reqwest::StatusCode, serde_json::Value) {
         let response = self
             .get(&format!("/api/v1/customers/{customer_id}/address"))

@@ -4,8 +4,8 @@
 use crate::{
     amqp::BrokerAddress,
     topology::{
-        DEFAULT_BINDING_KEY, DEFAULT_EXCHANGE, DEFAULT_MAX_LENGTH, DEFAULT_QUEUE, Topology,
-        WorkQueue,
+        DEFAULT_BINDING_KEY, DEFAULT_EXCHANGE, DEFAULT_MAX_LENGTH, DEFAULT_QUEUE, QueueType,
+        Topology, WorkQueue,
     },
 };
 use std::time::Duration;
@@ -91,6 +91,13 @@ pub struct QueueConfig {
     /// set the same value on both.
     #[arg(long, env = "QUEUE_MAX_LENGTH", default_value_t = DEFAULT_MAX_LENGTH, value_parser = clap::value_parser!(u32).range(1..))]
     pub max_length: u32,
+
+    /// `quorum` (replicated on every node of a cluster; the default) or `classic` (on one
+    /// node) for QUEUE and its dead-letter queue. Both services declare the queue: set the
+    /// same value on both. An existing queue of the other type is used as it is, with a
+    /// warning in the log and `/readyz` saying how to change it.
+    #[arg(long, env = "QUEUE_TYPE", value_enum, default_value_t = QueueType::Quorum)]
+    pub queue_type: QueueType,
 }
 
 /// The topology both services declare: `broker`'s exchange and `queue` bound to it. The
@@ -107,6 +114,7 @@ pub fn topology(broker: &BrokerConfig, queue: &QueueConfig) -> Topology {
                 .filter(|key| !key.is_empty())
                 .collect(),
             max_length: queue.max_length,
+            queue_type: queue.queue_type,
         },
         retry_delays: Vec::new(),
     }

@@ -30,6 +30,48 @@ pub const DEFAULT_BINDING_KEY: &str = "address.changed.#";
 /// Most messages a work queue holds before the broker refuses new ones.
 pub const DEFAULT_MAX_LENGTH: u32 = 100_000;
 
+/// How many times a quorum work queue lets one message come back unacknowledged before the
+/// broker dead-letters it into `<queue>.dlq` itself (at least once: never dropped). Our
+/// consumer never rejects or requeues a message: a failure is a confirmed copy into a
+/// retry queue, counted against `MAX_ATTEMPTS` by the consumer. So only a consumer that
+/// dies holding a message brings it back, and before RabbitMQ 4.3 each such return counts
+/// (from 4.3 only rejects do). The broker's default, 20, would let a consumer in a restart
+/// loop push every message it had prefetched aside after 20 restarts; 100 keeps that out of
+/// reach of anything but a message that kills consumers, which is what the limit is for.
+pub const DELIVERY_LIMIT: i64 = 100;
+
+/// The dead-letter queue's limit, high enough never to be reached: listing the dead letters
+/// returns each to the queue unacknowledged, and the broker must never drop a dead letter
+/// because someone looked at it 20 times (4.x's default, with no dead-letter target).
+const DEAD_LETTER_QUEUE_DELIVERY_LIMIT: i64 = 1_000_000_000;
+
+/// What kind of queue the work queue and its dead-letter queue are (`QUEUE_TYPE`).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
+pub enum QueueType {
+    /// Replicated on the cluster's nodes (Raft): a message the broker confirmed survives the
+    /// loss of any minority of them. The default, and what RabbitMQ 4 recommends.
+    #[default]
+    Quorum,
+    /// Kept on one node only. Declared without `x-queue-type`, exactly as versions before
+    /// quorum queues declared it.
+    Classic,
+}
+
+impl QueueType {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Quorum => "quorum",
+            Self::Classic => "classic",
+        }
+    }
+}
+
+impl std::fmt::Display for QueueType {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// `address.changed.<postcode area in lower case>`, e.g. `address.changed.pr` for Preston,
 /// so a subscriber interested in one area binds `address.changed.pr` and sees nothing else.
 pub fn routing_key(event: &AddressChanged) -> String {
@@ -58,6 +100,8 @@ pub struct WorkQueue {
     /// Beyond this many ready messages the broker refuses (nacks) new publishes instead of
     /// growing without limit: the producer turns that into a 503.
     pub max_length: u32,
+    /// Of the work queue and its dead-letter queue. Retry queues are quorum queues always.
+    pub queue_type: QueueType,
 }
 
 impl WorkQueue {
@@ -71,8 +115,42 @@ impl WorkQueue {
         format!("{}.retry.{}ms", self.name, delay.as_millis())
     }
 
-    fn arguments(&self) -> FieldTable {
-        refuse_beyond(self.max_length)
+    /// The work queue's arguments were it of type `queue_type`.
+    fn arguments_as(&self, queue_type: QueueType) -> FieldTable {
+        if queue_type == QueueType::Classic {
+            return refuse_beyond(self.max_length);
+        }
+        // A quorum queue refuses a publish only once it holds *more* than its limit, so it
+        // would take one message more than a classic queue: `max_length` stays the most it
+        // holds whatever the type.
+        let mut arguments = refuse_beyond(self.max_length.saturating_sub(1));
+        arguments.insert("x-queue-type".into(), string("quorum"));
+        arguments.insert(
+            "x-delivery-limit".into(),
+            AMQPValue::LongLongInt(DELIVERY_LIMIT),
+        );
+        // Past the limit, into our dead-letter queue: at least once, which quorum queues
+        // offer only with `reject-publish` (set above).
+        arguments.insert("x-dead-letter-exchange".into(), string(""));
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            string(&self.dead_letter_queue()),
+        );
+        arguments.insert("x-dead-letter-strategy".into(), string("at-least-once"));
+        arguments
+    }
+
+    /// The dead-letter queue's arguments were it of type `queue_type`.
+    fn dead_letter_arguments_as(&self, queue_type: QueueType) -> FieldTable {
+        let mut arguments = FieldTable::default();
+        if queue_type == QueueType::Quorum {
+            arguments.insert("x-queue-type".into(), string("quorum"));
+            arguments.insert(
+                "x-delivery-limit".into(),
+                AMQPValue::LongLongInt(DEAD_LETTER_QUEUE_DELIVERY_LIMIT),
+            );
+        }
+        arguments
     }
 }
 
@@ -166,8 +244,10 @@ impl Topology {
                 with_alternate,
             )
             .await?;
-        let warnings = self
-            .declare_work_queue(connection)
+        let mut warnings: Vec<String> = self
+            .declare_or_keep(connection, &self.queue.name, |queue_type| {
+                self.queue.arguments_as(queue_type)
+            })
             .await?
             .into_iter()
             .collect();
@@ -185,7 +265,12 @@ impl Topology {
         }
         if !self.retry_delays.is_empty() {
             let dead_letters = self.queue.dead_letter_queue();
-            declare_queue(&channel, &dead_letters, FieldTable::default()).await?;
+            warnings.extend(
+                self.declare_or_keep(connection, &dead_letters, |queue_type| {
+                    self.queue.dead_letter_arguments_as(queue_type)
+                })
+                .await?,
+            );
             for delay in &self.retry_delays {
                 let retry = self.queue.retry_queue(*delay);
                 declare_queue(&channel, &retry, self.retry_arguments(*delay)).await?;
@@ -241,15 +326,22 @@ impl Topology {
         Ok(missing)
     }
 
-    /// Declares the work queue with its arguments, on a channel of its own. If it exists
-    /// with other arguments, checks that it exists and returns the warning for operators.
-    async fn declare_work_queue(
+    /// Declares queue `name` with the arguments `arguments_as` gives for the configured
+    /// type, on a channel of its own. If it exists with other arguments, it is used as it
+    /// is, because RabbitMQ cannot change a queue's arguments in place and refusing to start
+    /// would turn a setting into an outage; the returned warning says what to do. The
+    /// broker names only the first argument that differs, so whether the queue is of the
+    /// other type is asked by declaring it with that type's arguments (which changes
+    /// nothing: a declare that matches is a no-op).
+    async fn declare_or_keep(
         &self,
         connection: &Connection,
+        name: &str,
+        arguments_as: impl Fn(QueueType) -> FieldTable,
     ) -> Result<Option<String>, lapin::Error> {
-        let name = self.queue.name.as_str();
+        let configured = self.queue.queue_type;
         let channel = connection.create_channel().await?;
-        let mismatch = match declare_queue(&channel, name, self.queue.arguments()).await {
+        let mismatch = match declare_queue(&channel, name, arguments_as(configured)).await {
             Ok(()) => {
                 let _ = channel.close(200, "declared".into()).await;
                 return Ok(None);
@@ -257,16 +349,44 @@ impl Topology {
             Err(error) if is_precondition_failed(&error) => error,
             Err(error) => return Err(error),
         };
+        let other = match configured {
+            QueueType::Quorum => QueueType::Classic,
+            QueueType::Classic => QueueType::Quorum,
+        };
+        let channel = connection.create_channel().await?;
+        let of_other_type = match declare_queue(&channel, name, arguments_as(other)).await {
+            Ok(()) => true,
+            Err(error) if is_precondition_failed(&error) => false,
+            Err(error) => return Err(error),
+        };
         let channel = connection.create_channel().await?;
         inspect_queue(&channel, name).await?;
         let _ = channel.close(200, "checked".into()).await;
-        Ok(Some(format!(
-            "queue {name:?} already exists with different arguments, so it is used as it is \
-             ({mismatch}). To apply the configured ones (QUEUE_MAX_LENGTH={}), stop the \
-             producers, let the consumers drain the queue, delete it (`rabbitmqctl \
-             delete_queue {name}`) and restart: it is declared again.",
-            self.queue.max_length
-        )))
+        let (work, dlq) = (&self.queue.name, self.queue.dead_letter_queue());
+        let max_length = self.queue.max_length;
+        Ok(Some(if of_other_type {
+            format!(
+                "queue {name:?} is a {other} queue, not {configured} (QUEUE_TYPE={configured}), \
+                 so it is used as it is{}. To make it a {configured} queue, follow README's \
+                 \"Changing the queue type\": stop the producers, let the consumers drain \
+                 {work:?}, move aside what {dlq:?} holds, delete both (`rabbitmqctl \
+                 delete_queue {work}`, and the same for {dlq}) and restart the services, which \
+                 declare them again; or keep it with QUEUE_TYPE={other}.",
+                if other == QueueType::Classic {
+                    ": on one node, not replicated"
+                } else {
+                    ""
+                },
+            )
+        } else {
+            format!(
+                "queue {name:?} already exists with different arguments, so it is used as it is \
+                 ({mismatch}). To apply the configured ones (QUEUE_TYPE={configured}, \
+                 QUEUE_MAX_LENGTH={max_length}), stop the producers, let the consumers drain \
+                 the queue, delete it (`rabbitmqctl delete_queue {name}`) and restart: it is \
+                 declared again."
+            )
+        }))
     }
 
     /// A retry queue holds each message `delay`, then dead-letters it to the work queue

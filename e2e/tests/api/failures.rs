@@ -12,12 +12,6 @@ use reqwest::StatusCode;
 use shared::{amqp::BrokerAddress, readiness::Status};
 use std::{str::FromStr, time::Duration};
 
-async fn dead_letters(consumer: &TestConsumer) -> serde_json::Value {
-    let response = consumer.get("/api/v1/dead-letters").await;
-    assert_eq!(response.status(), StatusCode::OK);
-    response.json().await.unwrap()
-}
-
 #[tokio::test]
 async fn poison_messages_go_to_the_dead_letter_queue_at_once_and_the_rest_keep_flowing() {
     let env = TestEnv::new().await;
@@ -54,7 +48,7 @@ async fn poison_messages_go_to_the_dead_letter_queue_at_once_and_the_rest_keep_f
     consumer.applied(good[1].event_id).await;
     env.depth_becomes(&env.queue, 0).await;
 
-    let listed = dead_letters(&consumer).await;
+    let listed = consumer.dead_letters().await;
     assert_eq!(listed["count"], 3);
     let reasons: Vec<&str> = listed["dead_letters"]
         .as_array()
@@ -140,7 +134,7 @@ async fn a_change_that_keeps_failing_is_dead_lettered_after_max_attempts_and_rep
 
     let dlq = format!("{}.dlq", env.queue);
     env.depth_becomes(&dlq, 1).await;
-    let listed = dead_letters(&consumer).await;
+    let listed = consumer.dead_letters().await;
     let letter = &listed["dead_letters"][0];
     assert_eq!(letter["message_id"], broken.event_id.to_string());
     assert_eq!(letter["routing_key"], "address.changed.pr");

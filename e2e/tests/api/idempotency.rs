@@ -160,12 +160,7 @@ async fn a_key_reused_where_the_producer_cannot_know_is_dead_lettered_by_the_con
         consumer.store.times_recorded(first.event_id).await.unwrap(),
         1
     );
-    let listed: serde_json::Value = consumer
-        .get("/api/v1/dead-letters")
-        .await
-        .json()
-        .await
-        .unwrap();
+    let listed = consumer.dead_letters().await;
     let letter = &listed["dead_letters"][0];
     assert_eq!(letter["message_id"], first.event_id.to_string(), "{listed}");
     let reason = letter["reason"].as_str().unwrap();

@@ -10,3 +10,4 @@ mod observability;
 mod patterns;
 mod producer_accepts;
 mod producer_refuses;
+mod queue_types;
