@@ -8,7 +8,7 @@ use crate::outcome::{
 use lapin::{
     Channel, Confirmation, Connection,
     message::Delivery,
-    options::{BasicAckOptions, BasicGetOptions, ConfirmSelectOptions},
+    options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions},
     types::{AMQPValue, FieldTable, LongString},
 };
 use serde::Serialize;
@@ -59,14 +59,20 @@ impl DeadLetters {
     }
 
     /// Up to `limit` dead letters, oldest first, left in the queue: they are fetched without
-    /// acknowledgement and return to the queue when the channel closes.
+    /// acknowledgement and handed back with one `basic.nack` (requeue) before the channel
+    /// closes. Handing them back explicitly, rather than leaving it to the close, puts the
+    /// return in the queue's order before the next listing's fetches: a quorum queue
+    /// processes a closed channel's returns asynchronously, and a listing right after
+    /// another could find it empty.
     pub async fn list(&self, limit: usize) -> Result<Vec<DeadLetter>, DeadLetterError> {
         let channel = self.channel().await?;
         let mut letters = Vec::new();
+        let mut last_tag = None;
         while letters.len() < limit {
             let Some(delivery) = self.next(&channel).await? else {
                 break;
             };
+            last_tag = Some(delivery.delivery_tag);
             let delivery = &delivery;
             letters.push(DeadLetter {
                 message_id: delivery
@@ -82,6 +88,17 @@ impl DeadLetters {
                     String::from_utf8_lossy(&delivery.data).into_owned().into()
                 }),
             });
+        }
+        if let Some(tag) = last_tag {
+            channel
+                .basic_nack(
+                    tag,
+                    BasicNackOptions {
+                        multiple: true,
+                        requeue: true,
+                    },
+                )
+                .await?;
         }
         channel.close(200, "listed dead letters".into()).await?;
         Ok(letters)

@@ -10,6 +10,15 @@
 #   e2e/scripts/rabbitmq4.sh ctl ARGS  rabbitmqctl against it (what TEST_RABBITMQCTL runs)
 #   e2e/scripts/rabbitmq4.sh stop      stop the node (the cached root filesystem stays)
 #
+# A three-node cluster for the tests of losing a node, from the same root filesystem: nodes
+# rabbit-c1..3@localhost, AMQP 5681..5683, management 15681..15683, distribution
+# 25681..25683, one Erlang cookie, clustered with rabbit-c1.
+#
+#   e2e/scripts/rabbitmq4.sh cluster start    start every node that is down, cluster them
+#   e2e/scripts/rabbitmq4.sh cluster env      TEST_CLUSTER_AMQP_ADDR, TEST_CLUSTER_NODES, ...
+#   e2e/scripts/rabbitmq4.sh cluster kill N   SIGKILL node N's Erlang VM (a machine lost)
+#   e2e/scripts/rabbitmq4.sh cluster stop     stop every node
+#
 #   eval "$(e2e/scripts/rabbitmq4.sh env)" && cargo test --workspace
 #
 # The root filesystem is cached outside the clone (RABBITMQ4_ROOT); a first install takes
@@ -23,10 +32,13 @@ AMQP_PORT=5673
 MANAGEMENT_PORT=15673
 DIST_PORT=25673
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
+CLUSTER_SIZE=3
 
 log() { printf 'rabbitmq4: %s\n' "$*" >&2; }
 in_root() { chroot "$ROOT" "$@"; }
 ctl() { in_root rabbitmqctl "$@"; }
+# rabbitmqctl against a node that is down or booting can wait long: the cluster's calls are bounded.
+bounded_ctl() { timeout 90 chroot "$ROOT" rabbitmqctl "$@"; }
 serving() { (exec 3<>"/dev/tcp/127.0.0.1/$AMQP_PORT") 2>/dev/null && ctl -q status >/dev/null 2>&1; }
 
 install() {
@@ -74,7 +86,10 @@ start() {
   # Erlang's memory monitor reads /proc.
   mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
   log "starting $NODE"
-  (cd / && setsid chroot "$ROOT" /usr/sbin/rabbitmq-server >"$ROOT/var/log/rabbitmq/console.log" 2>&1 </dev/null &)
+  # Every descriptor redirected, the subshell's own too: a caller reading this script's
+  # output (the tests do) would otherwise wait for the node to exit.
+  (cd / && exec setsid chroot "$ROOT" /usr/sbin/rabbitmq-server) \
+    >"$ROOT/var/log/rabbitmq/console.log" 2>&1 </dev/null &
   for _ in $(seq 1 120); do
     if serving; then
       log "$NODE is serving: $(ctl -q version 2>/dev/null) on 127.0.0.1:$AMQP_PORT"
@@ -96,7 +111,83 @@ stop() {
   if mountpoint -q "$ROOT/proc"; then umount "$ROOT/proc"; fi
 }
 
+node_name() { echo "rabbit-c$1@localhost"; }
+node_serving() { # n
+  (exec 3<>"/dev/tcp/127.0.0.1/568$1") 2>/dev/null && bounded_ctl -n "$(node_name "$1")" -q status >/dev/null 2>&1
+}
+
+start_node() { # n
+  local n=$1
+  mkdir -p "$ROOT/etc/rabbitmq/cluster"
+  printf 'listeners.tcp.default = 568%s\nmanagement.tcp.port = 1568%s\n' "$n" "$n" \
+    >"$ROOT/etc/rabbitmq/cluster/c$n.conf"
+  mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
+  log "starting $(node_name "$n")"
+  (cd / && exec setsid chroot "$ROOT" env RABBITMQ_NODENAME="$(node_name "$n")" \
+    RABBITMQ_NODE_PORT="568$n" RABBITMQ_DIST_PORT="2568$n" \
+    RABBITMQ_CONFIG_FILE="/etc/rabbitmq/cluster/c$n.conf" \
+    RABBITMQ_MNESIA_BASE=/var/lib/rabbitmq/cluster \
+    /usr/sbin/rabbitmq-server) >"$ROOT/var/log/rabbitmq/console-c$n.log" 2>&1 </dev/null &
+}
+
+cluster_start() {
+  install
+  local n
+  for n in $(seq 1 $CLUSTER_SIZE); do
+    node_serving "$n" || start_node "$n"
+  done
+  for n in $(seq 1 $CLUSTER_SIZE); do
+    for _ in $(seq 1 120); do node_serving "$n" && break; sleep 0.5; done
+    node_serving "$n" || { log "$(node_name "$n") did not start"; tail -20 "$ROOT/var/log/rabbitmq/console-c$n.log" >&2; exit 1; }
+  done
+  for n in $(seq 2 $CLUSTER_SIZE); do
+    if ! bounded_ctl -n "$(node_name "$n")" -q cluster_status 2>/dev/null | grep -q "$(node_name 1)"; then
+      log "joining $(node_name "$n") to $(node_name 1)"
+      bounded_ctl -n "$(node_name "$n")" -q stop_app
+      bounded_ctl -n "$(node_name "$n")" -q join_cluster "$(node_name 1)"
+      bounded_ctl -n "$(node_name "$n")" -q start_app
+    fi
+  done
+  bounded_ctl -n "$(node_name 1)" -q await_online_nodes $CLUSTER_SIZE --timeout 60 >/dev/null
+  log "cluster of $CLUSTER_SIZE nodes serving on 127.0.0.1:5681..568$CLUSTER_SIZE"
+}
+
+cluster_kill() { # n
+  local pid
+  pid=$(bounded_ctl -n "$(node_name "$1")" -q eval 'os:getpid().' 2>/dev/null | tr -dc 0-9)
+  [ -n "$pid" ] || { log "$(node_name "$1") is not running"; return 0; }
+  log "killing $(node_name "$1") (pid $pid)"
+  kill -KILL "$pid"
+}
+
+cluster_stop() {
+  local n
+  for n in $(seq 1 $CLUSTER_SIZE); do
+    if node_serving "$n"; then bounded_ctl -n "$(node_name "$n")" -q stop >/dev/null || true; fi
+  done
+}
+
+cluster() {
+  case "${1:-}" in
+    start) cluster_start ;;
+    stop) cluster_stop ;;
+    kill) cluster_kill "${2:?which node, 1 to $CLUSTER_SIZE}" ;;
+    env)
+      local addrs="" nodes="" n
+      for n in $(seq 1 $CLUSTER_SIZE); do
+        addrs+="${addrs:+,}amqp://guest:guest@127.0.0.1:568$n/%2f"
+        nodes+="${nodes:+,}$(node_name "$n")"
+      done
+      echo "export TEST_CLUSTER_AMQP_ADDR='$addrs'"
+      echo "export TEST_CLUSTER_NODES='$nodes'"
+      echo "export TEST_CLUSTER_SCRIPT='$SELF'"
+      ;;
+    *) sed -n '2,30p' "$0" >&2; exit 2 ;;
+  esac
+}
+
 case "${1:-}" in
+  cluster) shift; cluster "$@" ;;
   start) start ;;
   stop) stop ;;
   env)
@@ -104,5 +195,5 @@ case "${1:-}" in
     echo "export TEST_RABBITMQCTL='$SELF ctl'"
     ;;
   ctl) shift; ctl "$@" ;;
-  *) sed -n '2,17p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,30p' "$0" >&2; exit 2 ;;
 esac

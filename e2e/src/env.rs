@@ -3,7 +3,7 @@
 //! it deletes what the test declared, even when the test panicked.
 
 use crate::broker::broker_uri;
-use lapin::{BasicProperties, Connection, ConnectionProperties, options::ConfirmSelectOptions};
+use lapin::{BasicProperties, Connection, options::ConfirmSelectOptions};
 use shared::{
     amqp::BrokerAddress,
     config::{BrokerConfig, QueueConfig},
@@ -30,13 +30,12 @@ pub struct TestEnv {
     admin: tokio::sync::Mutex<Connection>,
 }
 
+/// Through the services' own connect, so that a cluster's list of nodes works here too.
 async fn admin_connection(uri: &str, id: &str) -> Connection {
-    Connection::connect(
-        uri,
-        ConnectionProperties::default().with_connection_name(format!("test-{id}-admin").into()),
-    )
-    .await
-    .unwrap_or_else(|error| panic!("cannot connect to the test broker: {error}"))
+    let address = BrokerAddress::parse(uri).unwrap_or_else(|error| panic!("{error}"));
+    shared::amqp::connect(&address, &format!("test-{id}-admin"))
+        .await
+        .unwrap_or_else(|error| panic!("cannot connect to the test broker: {error}"))
 }
 
 impl TestEnv {
@@ -50,8 +49,12 @@ impl TestEnv {
     }
 
     pub async fn new() -> Self {
+        Self::on(broker_uri()).await
+    }
+
+    /// A test's corner of the broker at `uri` (one URI, or a cluster's comma-separated list).
+    pub async fn on(uri: String) -> Self {
         shared::telemetry::init_for_tests();
-        let uri = broker_uri();
         let id = uuid::Uuid::new_v4().simple().to_string()[..12].to_owned();
         let admin = tokio::sync::Mutex::new(admin_connection(&uri, &id).await);
         Self {
@@ -363,7 +366,10 @@ impl Drop for TestEnv {
         let mut queues: Vec<String> = topologies.iter().flat_map(|t| t.queue_names()).collect();
         queues.push(topologies[0].unroutable_queue());
         crate::wait::block_on_own_thread(async move {
-            let connect = Connection::connect(&uri, ConnectionProperties::default());
+            let Ok(address) = BrokerAddress::parse(&uri) else {
+                return;
+            };
+            let connect = shared::amqp::connect(&address, "test-cleanup");
             let Ok(Ok(connection)) = tokio::time::timeout(Duration::from_secs(5), connect).await
             else {
                 return;

@@ -3,11 +3,13 @@
 //! ports, and wait for things with a deadline instead of sleeping.
 
 pub mod broker;
+pub mod cluster;
 pub mod env;
 pub mod faults;
 pub mod postgres;
 pub mod process;
 pub mod services;
+pub mod stream;
 pub mod wait;
 
 pub use env::TestEnv;

@@ -3,17 +3,14 @@
 //! test binary of their own (cargo runs test binaries one after another) and take turns.
 
 use e2e::{
-    TestConsumer, TestEnv, TestProducer, broker::rabbitmqctl, change_of_address, eventually,
+    TestConsumer, TestEnv, TestProducer,
+    broker::rabbitmqctl,
+    change_of_address, eventually,
+    stream::{PostStream, assert_accounted},
 };
 use reqwest::StatusCode;
 use shared::{amqp::BrokerAddress, config::BrokerConfig};
-use std::{
-    sync::{
-        Arc,
-        atomic::{AtomicBool, Ordering},
-    },
-    time::{Duration, Instant},
-};
+use std::time::{Duration, Instant};
 use tokio::sync::Mutex;
 
 /// One broker-wide fault at a time.
@@ -76,14 +73,6 @@ impl Drop for MemoryAlarm {
     }
 }
 
-/// What one post got.
-struct Posted {
-    customer: String,
-    status: StatusCode,
-    code: String,
-    event_id: Option<uuid::Uuid>,
-}
-
 #[tokio::test]
 async fn a_broker_restart_mid_stream_loses_no_accepted_change_and_both_services_recover_by_themselves()
  {
@@ -91,104 +80,41 @@ async fn a_broker_restart_mid_stream_loses_no_accepted_change_and_both_services_
     let env = TestEnv::new().await;
     let producer = TestProducer::start(env.producer_config()).await;
     let consumer = TestConsumer::start(env.consumer_config()).await;
-    let posted: Arc<Mutex<Vec<Posted>>> = Arc::default();
-    let stop_posting = Arc::new(AtomicBool::new(false));
+    let stream = PostStream::start(&producer.url);
 
-    let poster = {
-        let (posted, stop_posting, http, url) = (
-            Arc::clone(&posted),
-            Arc::clone(&stop_posting),
-            producer.http.clone(),
-            producer.url.clone(),
-        );
-        tokio::spawn(async move {
-            let mut i = 0;
-            while !stop_posting.load(Ordering::Acquire) {
-                let customer = format!("C-{i}");
-                let response = http
-                    .post(format!("{url}/api/v1/address-changes"))
-                    .json(&change_of_address(&customer, "PR1 2HE"))
-                    .send()
-                    .await
-                    .unwrap();
-                let status = response.status();
-                let body: serde_json::Value = response.json().await.unwrap();
-                let event_id = body["event_id"]
-                    .as_str()
-                    .map(|id| uuid::Uuid::parse_str(id).unwrap());
-                let code = body["error"]["code"]
-                    .as_str()
-                    .unwrap_or_default()
-                    .to_owned();
-                posted.lock().await.push(Posted {
-                    customer,
-                    status,
-                    code,
-                    event_id,
-                });
-                i += 1;
-                // Paces the stream; the test's waits do not depend on it.
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        })
-    };
-    let count = |status: StatusCode, code: &'static str| {
-        let posted = Arc::clone(&posted);
-        move || {
-            let posted = Arc::clone(&posted);
-            async move {
-                let n = posted
-                    .lock()
-                    .await
-                    .iter()
-                    .filter(|p| p.status == status && p.code == code)
-                    .count();
-                Ok::<usize, ()>(n)
-            }
-        }
-    };
-    let at_least = |what: &'static str, status: StatusCode, code: &'static str, n: usize| {
-        let count = count(status, code);
-        async move {
-            eventually(what, Duration::from_secs(30), || async {
-                let seen = count().await.unwrap_or(0);
-                if seen >= n { Ok(()) } else { Err(seen) }
-            })
-            .await;
-        }
-    };
-
-    at_least(
-        "changes accepted before the restart",
-        StatusCode::ACCEPTED,
-        "",
-        50,
-    )
-    .await;
+    stream
+        .at_least(
+            "changes accepted before the restart",
+            StatusCode::ACCEPTED,
+            "",
+            50,
+        )
+        .await;
     let stopped = BrokerStopped::now().await;
-    at_least(
-        "posts refused while the broker is down",
-        StatusCode::SERVICE_UNAVAILABLE,
-        "broker_unavailable",
-        20,
-    )
-    .await;
+    stream
+        .at_least(
+            "posts refused while the broker is down",
+            StatusCode::SERVICE_UNAVAILABLE,
+            "broker_unavailable",
+            20,
+        )
+        .await;
     assert!(
         !producer.readiness.is_ready() && !consumer.readiness.is_ready(),
         "neither is ready without a broker"
     );
-    let accepted_before = count(StatusCode::ACCEPTED, "")().await.unwrap_or(0);
+    let accepted_before = stream.count(StatusCode::ACCEPTED, "").await;
     stopped.start_again().await;
 
-    at_least(
-        "changes accepted after the restart",
-        StatusCode::ACCEPTED,
-        "",
-        accepted_before + 50,
-    )
-    .await;
-    stop_posting.store(true, Ordering::Release);
-    poster.await.unwrap();
+    stream
+        .at_least(
+            "changes accepted after the restart",
+            StatusCode::ACCEPTED,
+            "",
+            accepted_before + 50,
+        )
+        .await;
+    let posted = stream.stop().await;
     eventually(
         "the consumer to be ready again",
         Duration::from_secs(30),
@@ -203,34 +129,7 @@ async fn a_broker_restart_mid_stream_loses_no_accepted_change_and_both_services_
     .await;
     consumer.caught_up(&env).await;
 
-    let posted = posted.lock().await;
-    for post in posted.iter() {
-        let (status, body) = consumer.address_of(&post.customer).await;
-        match (post.status, post.code.as_str()) {
-            (StatusCode::ACCEPTED, _) => {
-                assert_eq!(
-                    status,
-                    StatusCode::OK,
-                    "{} got 202 but was not applied",
-                    post.customer
-                );
-                assert_eq!(body["event_id"], post.event_id.unwrap().to_string());
-            }
-            // Refused before anything was sent: it cannot have been applied.
-            (StatusCode::SERVICE_UNAVAILABLE, "broker_unavailable") => {
-                assert_eq!(
-                    status,
-                    StatusCode::NOT_FOUND,
-                    "{} got 503 but was applied",
-                    post.customer
-                );
-            }
-            // In flight when the broker went away: the client was told to retry, which is
-            // safe with an Idempotency-Key whichever way it went.
-            (StatusCode::SERVICE_UNAVAILABLE, "broker_error" | "publish_timeout") => {}
-            (status, code) => panic!("unexpected answer {status} {code}"),
-        }
-    }
+    assert_accounted(&consumer, &posted).await;
     producer.stop().await;
     consumer.stop().await;
 }
@@ -254,7 +153,7 @@ async fn after_short_and_long_outages_both_services_are_ready_within_a_second_of
     let producer = TestProducer::start(producer_config).await;
     let consumer = TestConsumer::start(consumer_config).await;
     let broker = BrokerAddress::parse(&e2e::broker::broker_uri()).unwrap();
-    let (host, port) = broker.endpoint();
+    let (host, port) = broker.endpoints()[0];
     let both_ready = || async {
         let producer_ready = producer.get("/readyz").await.status();
         let consumer_ready = consumer.get("/readyz").await.status();

@@ -15,46 +15,61 @@ const DEFAULT_HEARTBEAT_SECS: u16 = 10;
 /// swallows packets costs a few seconds per attempt, not minutes.
 const DEFAULT_CONNECTION_TIMEOUT_MS: u64 = 5_000;
 
-/// The `AMQP_ADDR` URI. `Debug` and `Display` show it with the password masked; only
-/// [`connect`] sees the secret.
+/// The `AMQP_ADDR`: one broker URI, or several separated by commas, one per node of a
+/// cluster (same credentials and vhost in each). `Debug` and `Display` show them with the
+/// passwords masked; only [`connect`] sees the secrets.
 #[derive(Clone)]
 pub struct BrokerAddress {
+    nodes: Vec<Node>,
+    vhost: String,
+}
+
+/// One broker node's URI.
+#[derive(Clone)]
+struct Node {
     uri: SecretString,
     redacted: String,
-    vhost: String,
-    /// Where the broker listens, for the probe of [`wait_for_retry`].
+    /// Where it listens, for the probe of [`wait_for_retry`] and for logs.
     host: String,
     port: u16,
 }
 
 impl BrokerAddress {
-    /// Parses an `amqp://` or `amqps://` URI. The error never repeats the input, which holds
-    /// a password.
+    /// Parses one `amqp://` or `amqps://` URI, or several separated by commas. The error
+    /// never repeats the input, which holds a password. (A comma inside a password must be
+    /// percent-encoded, `%2C`, as any URI allows.)
     pub fn parse(input: &str) -> Result<Self, String> {
-        let uri: AMQPUri = input
-            .parse()
-            .map_err(|error| format!("not a valid amqp:// URI ({error})"))?;
-        let redacted = format!(
-            "{}://{}@{}:{}/{}",
-            match uri.scheme {
-                lapin::uri::AMQPScheme::AMQP => "amqp",
-                lapin::uri::AMQPScheme::AMQPS => "amqps",
-            },
-            if uri.authority.userinfo.password.is_empty() {
-                uri.authority.userinfo.username.clone()
+        let mut nodes = Vec::new();
+        let mut vhost = None;
+        for (index, part) in input.split(',').map(str::trim).enumerate() {
+            let which = if input.contains(',') {
+                format!("address {} of the list", index + 1)
             } else {
-                format!("{}:***", uri.authority.userinfo.username)
-            },
-            uri.authority.host,
-            uri.authority.port,
-            uri.vhost.replace('/', "%2f"),
-        );
+                "the address".to_owned()
+            };
+            let uri: AMQPUri = part
+                .parse()
+                .map_err(|error| format!("{which} is not a valid amqp:// URI ({error})"))?;
+            match &vhost {
+                None => vhost = Some(uri.vhost.clone()),
+                Some(first) if *first != uri.vhost => {
+                    return Err(format!(
+                        "{which} names another vhost than the first; every node of one broker \
+                         must be given the same vhost"
+                    ));
+                }
+                Some(_) => {}
+            }
+            nodes.push(Node {
+                redacted: redact(&uri),
+                uri: SecretString::from(part),
+                host: uri.authority.host,
+                port: uri.authority.port,
+            });
+        }
         Ok(Self {
-            uri: SecretString::from(input),
-            redacted,
-            vhost: uri.vhost,
-            host: uri.authority.host,
-            port: uri.authority.port,
+            nodes,
+            vhost: vhost.unwrap_or_default(),
         })
     }
 
@@ -63,18 +78,27 @@ impl BrokerAddress {
         &self.vhost
     }
 
-    /// The host and port the broker listens on.
-    pub fn endpoint(&self) -> (&str, u16) {
-        (&self.host, self.port)
+    /// The URIs with their passwords replaced by `***`, for logs and error messages.
+    pub fn redacted(&self) -> String {
+        self.nodes
+            .iter()
+            .map(|node| node.redacted.as_str())
+            .collect::<Vec<_>>()
+            .join(",")
     }
 
-    /// The URI with its password replaced by `***`, for logs and error messages.
-    pub fn redacted(&self) -> &str {
-        &self.redacted
+    /// The host and port of each node, in the order given.
+    pub fn endpoints(&self) -> Vec<(&str, u16)> {
+        self.nodes
+            .iter()
+            .map(|node| (node.host.as_str(), node.port))
+            .collect()
     }
+}
 
+impl Node {
     fn to_uri(&self) -> AMQPUri {
-        // Parsed successfully once already in `parse`.
+        // Parsed successfully once already in `BrokerAddress::parse`.
         let mut uri: AMQPUri = self.uri.expose_secret().parse().unwrap_or_default();
         uri.query.heartbeat.get_or_insert(DEFAULT_HEARTBEAT_SECS);
         uri.query
@@ -84,23 +108,72 @@ impl BrokerAddress {
     }
 }
 
+fn redact(uri: &AMQPUri) -> String {
+    format!(
+        "{}://{}@{}:{}/{}",
+        match uri.scheme {
+            lapin::uri::AMQPScheme::AMQP => "amqp",
+            lapin::uri::AMQPScheme::AMQPS => "amqps",
+        },
+        if uri.authority.userinfo.password.is_empty() {
+            uri.authority.userinfo.username.clone()
+        } else {
+            format!("{}:***", uri.authority.userinfo.username)
+        },
+        uri.authority.host,
+        uri.authority.port,
+        uri.vhost.replace('/', "%2f"),
+    )
+}
+
 impl fmt::Debug for BrokerAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted)
+        f.write_str(&self.redacted())
     }
 }
 
 impl fmt::Display for BrokerAddress {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(&self.redacted)
+        f.write_str(&self.redacted())
     }
 }
 
 /// Opens one connection, named so that an operator can tell the services apart in the
 /// management UI and in `rabbitmqctl list_connections name client_properties`.
+///
+/// With several nodes, it tries them in turn from a random one, so that the clients of a
+/// cluster spread over its nodes instead of all crowding the first, and a node that is
+/// down costs one refused (or timed-out) attempt before the next is tried. The error is the
+/// last node's.
 pub async fn connect(address: &BrokerAddress, name: &str) -> Result<Connection, lapin::Error> {
-    let properties = ConnectionProperties::default().with_connection_name(name.into());
-    Connection::connect_uri(address.to_uri(), properties).await
+    let first = fastrand::usize(..address.nodes.len().max(1));
+    let mut last_error = None;
+    for node in address
+        .nodes
+        .iter()
+        .cycle()
+        .skip(first)
+        .take(address.nodes.len())
+    {
+        let properties = ConnectionProperties::default().with_connection_name(name.into());
+        match Connection::connect_uri(node.to_uri(), properties).await {
+            Ok(connection) => {
+                if address.nodes.len() > 1 {
+                    tracing::info!(node = %node.redacted, connection = name, "Connected to this node of the cluster.");
+                }
+                return Ok(connection);
+            }
+            Err(error) => {
+                if address.nodes.len() > 1 {
+                    tracing::warn!(node = %node.redacted, connection = name, %error, "Cannot connect to this node; trying the next.");
+                }
+                last_error = Some(error);
+            }
+        }
+    }
+    Err(last_error.unwrap_or_else(|| {
+        lapin::ErrorKind::InvalidConnectionState(lapin::ConnectionState::Closed).into()
+    }))
 }
 
 /// `<role>@<host>`: names a connection after the service and the host it runs on (the
@@ -174,7 +247,7 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// hammered with AMQP handshakes.
 pub async fn wait_for_retry(address: &BrokerAddress, delay: Duration) {
     let deadline = tokio::time::Instant::now() + delay;
-    if delay <= PROBE_EVERY || port_accepts(address).await {
+    if delay <= PROBE_EVERY || any_port_accepts(address).await {
         tokio::time::sleep_until(deadline).await;
         return;
     }
@@ -186,20 +259,28 @@ pub async fn wait_for_retry(address: &BrokerAddress, delay: Duration) {
             return;
         }
         tokio::time::sleep_until(next_probe).await;
-        if port_accepts(address).await {
+        if any_port_accepts(address).await {
             tracing::debug!(broker = %address, "The broker's port accepts connections again.");
             return;
         }
     }
 }
 
-/// Whether a TCP handshake with the broker's port succeeds within [`PROBE_TIMEOUT`].
-async fn port_accepts(address: &BrokerAddress) -> bool {
-    let handshake = tokio::net::TcpStream::connect((address.host.as_str(), address.port));
-    matches!(
-        tokio::time::timeout(PROBE_TIMEOUT, handshake).await,
-        Ok(Ok(_))
-    )
+/// Whether a TCP handshake with any node's port succeeds within [`PROBE_TIMEOUT`].
+async fn any_port_accepts(address: &BrokerAddress) -> bool {
+    let handshakes = address.nodes.iter().map(|node| {
+        let handshake = tokio::net::TcpStream::connect((node.host.as_str(), node.port));
+        async move {
+            matches!(
+                tokio::time::timeout(PROBE_TIMEOUT, handshake).await,
+                Ok(Ok(_))
+            )
+        }
+    });
+    futures_util::future::join_all(handshakes)
+        .await
+        .into_iter()
+        .any(|accepted| accepted)
 }
 
 /// How long a connection must have lasted for a loss to count as a fresh start. A broker
@@ -335,7 +416,7 @@ mod tests {
         for shown in [
             format!("{address:?}"),
             address.to_string(),
-            address.redacted().to_owned(),
+            address.redacted(),
         ] {
             assert!(!shown.contains("s3cr3t"), "{shown}");
             assert!(shown.contains("app:***@broker.internal:5672"), "{shown}");
@@ -351,10 +432,44 @@ mod tests {
     #[test]
     fn defaults_for_heartbeat_and_timeout_are_added_unless_the_uri_sets_them() {
         let plain = BrokerAddress::parse("amqp://guest:guest@127.0.0.1:5672/%2f").unwrap();
-        assert_eq!(plain.to_uri().query.heartbeat, Some(DEFAULT_HEARTBEAT_SECS));
+        assert_eq!(
+            plain.nodes[0].to_uri().query.heartbeat,
+            Some(DEFAULT_HEARTBEAT_SECS)
+        );
         let tuned =
             BrokerAddress::parse("amqp://guest:guest@127.0.0.1:5672/%2f?heartbeat=30").unwrap();
-        assert_eq!(tuned.to_uri().query.heartbeat, Some(30));
+        assert_eq!(tuned.nodes[0].to_uri().query.heartbeat, Some(30));
+    }
+
+    #[test]
+    fn a_comma_separated_list_names_the_nodes_of_one_broker() {
+        let cluster = BrokerAddress::parse(
+            "amqp://app:s3cr3t@rabbit-1:5672/coc, amqp://app:s3cr3t@rabbit-2:5672/coc,amqp://app:s3cr3t@rabbit-3:5673/coc",
+        )
+        .unwrap();
+        assert_eq!(
+            cluster.endpoints(),
+            [("rabbit-1", 5672), ("rabbit-2", 5672), ("rabbit-3", 5673)]
+        );
+        assert_eq!(cluster.vhost(), "coc");
+        assert_eq!(
+            cluster.to_string(),
+            "amqp://app:***@rabbit-1:5672/coc,amqp://app:***@rabbit-2:5672/coc,amqp://app:***@rabbit-3:5673/coc"
+        );
+    }
+
+    #[test]
+    fn the_nodes_of_one_broker_share_one_vhost_and_each_must_parse() {
+        let mixed =
+            BrokerAddress::parse("amqp://app:s3cr3t@rabbit-1/coc,amqp://app:s3cr3t@rabbit-2/other")
+                .unwrap_err();
+        assert!(mixed.contains("address 2 of the list"), "{mixed}");
+        let broken =
+            BrokerAddress::parse("amqp://app:s3cr3t@rabbit-1/coc,http//app:s3cr3t@x").unwrap_err();
+        assert!(
+            broken.contains("address 2 of the list") && !broken.contains("s3cr3t"),
+            "{broken}"
+        );
     }
 
     #[test]

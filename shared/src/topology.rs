@@ -13,8 +13,11 @@
 
 use crate::event::{AddressChanged, EVENT_TYPE};
 use lapin::{
-    Channel, Connection, ExchangeKind,
-    options::{ExchangeDeclareOptions, QueueBindOptions, QueueDeclareOptions},
+    BasicProperties, Channel, Connection, ExchangeKind,
+    options::{
+        BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
+        QueueDeclareOptions, QueueDeleteOptions,
+    },
     protocol::{AMQPErrorKind, AMQPSoftError},
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
@@ -44,6 +47,13 @@ pub const DELIVERY_LIMIT: i64 = 100;
 /// returns each to the queue unacknowledged, and the broker must never drop a dead letter
 /// because someone looked at it 20 times (4.x's default, with no dead-letter target).
 const DEAD_LETTER_QUEUE_DELIVERY_LIMIT: i64 = 1_000_000_000;
+
+/// Longest a service waits for the broker to declare its topology.
+pub const DECLARE_WITHIN: Duration = Duration::from_secs(15);
+
+/// The body of the one message a quorum unroutable queue holds so that it refuses all others.
+const UNROUTABLE_PLACEHOLDER: &[u8] =
+    b"placeholder: keeps this queue full, so that it refuses every unroutable message";
 
 /// What kind of queue the work queue and its dead-letter queue are (`QUEUE_TYPE`).
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, clap::ValueEnum)]
@@ -209,7 +219,26 @@ impl Topology {
     /// A work queue that already exists with other arguments (say `QUEUE_MAX_LENGTH` was
     /// changed) does not stop the service: it is used as it is, and the returned warning says
     /// how to apply the new setting.
+    ///
+    /// Bounded by [`DECLARE_WITHIN`]: a declaration that touches a queue whose node is down
+    /// can wait for that node indefinitely, and a service must reconnect (elsewhere, in a
+    /// cluster) rather than hang; the timeout is an error like any other.
     pub async fn declare(&self, connection: &Connection) -> Result<Declared, lapin::Error> {
+        tokio::time::timeout(DECLARE_WITHIN, self.declare_now(connection))
+            .await
+            .unwrap_or_else(|_| {
+                Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!(
+                        "the broker did not finish declaring within {} s (is a node that holds one of the queues down?)",
+                        DECLARE_WITHIN.as_secs()
+                    ),
+                )
+                .into())
+            })
+    }
+
+    async fn declare_now(&self, connection: &Connection) -> Result<Declared, lapin::Error> {
         let channel = connection.create_channel().await?;
         let (unroutable, unroutable_queue) = (self.unroutable_exchange(), self.unroutable_queue());
         let durable = ExchangeDeclareOptions {
@@ -224,7 +253,7 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
-        declare_queue(&channel, &unroutable_queue, refuse_beyond(0)).await?;
+        self.declare_unroutable_queue(connection).await?;
         channel
             .queue_bind(
                 unroutable_queue.as_str().into(),
@@ -387,6 +416,62 @@ impl Topology {
                  declared again."
             )
         }))
+    }
+
+    /// The alternate exchange's queue, which must refuse every message routed to it. With
+    /// quorum queues it is a quorum queue too, so that losing one node does not take it away:
+    /// a classic queue whose node is down cannot even be declared (the declaration waits for
+    /// the node), and its producers would stay unready. A quorum queue refuses a publish only
+    /// once it holds more than its limit, so it is kept holding one placeholder message,
+    /// with a limit of 0: from then on it refuses everything. Should someone purge it, the
+    /// next unroutable message takes the placeholder's place (kept, but confirmed), and the
+    /// queue refuses again from the one after.
+    async fn declare_unroutable_queue(&self, connection: &Connection) -> Result<(), lapin::Error> {
+        let name = self.unroutable_queue();
+        let queue_type = self.queue.queue_type;
+        let arguments = || {
+            let mut arguments = refuse_beyond(0);
+            if queue_type == QueueType::Quorum {
+                arguments.insert("x-queue-type".into(), string("quorum"));
+            }
+            arguments
+        };
+        let channel = connection.create_channel().await?;
+        match declare_queue(&channel, &name, arguments()).await {
+            Ok(()) => {}
+            // The other type (an earlier version's, or QUEUE_TYPE changed). It holds nothing
+            // worth keeping, so it is replaced rather than kept with a warning.
+            Err(error) if is_precondition_failed(&error) => {
+                let channel = connection.create_channel().await?;
+                channel
+                    .queue_delete(name.as_str().into(), QueueDeleteOptions::default())
+                    .await?;
+                declare_queue(&channel, &name, arguments()).await?;
+            }
+            Err(error) => return Err(error),
+        }
+        let channel = connection.create_channel().await?;
+        if queue_type == QueueType::Quorum
+            && inspect_queue(&channel, &name).await?.message_count() == 0
+        {
+            channel
+                .confirm_select(ConfirmSelectOptions::default())
+                .await?;
+            // Acked: it holds the placeholder now. Nacked: another service's got there
+            // first. Either way the queue is full.
+            channel
+                .basic_publish(
+                    "".into(),
+                    name.as_str().into(),
+                    BasicPublishOptions::default(),
+                    UNROUTABLE_PLACEHOLDER,
+                    BasicProperties::default().with_delivery_mode(2),
+                )
+                .await?
+                .await?;
+        }
+        let _ = channel.close(200, "declared".into()).await;
+        Ok(())
     }
 
     /// A retry queue holds each message `delay`, then dead-letters it to the work queue
