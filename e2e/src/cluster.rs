@@ -79,23 +79,31 @@ impl Cluster {
         self.index_of(&leader)
     }
 
-    /// The index of the node holding the connection named `name` (by the port it reached).
+    /// The index of the node holding the connection named `name` (by the port it reached),
+    /// waiting (at most 30 s) for it to be listed: a service may be reconnecting.
     pub async fn node_of_connection(&self, name: &str) -> usize {
-        let listing = self
-            .ctl(&[
-                "list_connections",
-                "--no-table-headers",
-                "port",
-                "client_properties",
-            ])
-            .await;
         let quoted = format!("\"{name}\"");
-        let port: usize = listing
-            .lines()
-            .find(|line| line.contains(&quoted))
-            .and_then(|line| line.split('\t').next())
-            .and_then(|port| port.trim().parse().ok())
-            .unwrap_or_else(|| panic!("no connection named {name}:\n{listing}"));
+        let port: usize = crate::eventually(
+            &format!("a connection named {name}"),
+            Duration::from_secs(30),
+            || async {
+                let listing = self
+                    .ctl(&[
+                        "list_connections",
+                        "--no-table-headers",
+                        "port",
+                        "client_properties",
+                    ])
+                    .await;
+                listing
+                    .lines()
+                    .find(|line| line.contains(&quoted))
+                    .and_then(|line| line.split('\t').next())
+                    .and_then(|port| port.trim().parse().ok())
+                    .ok_or(listing)
+            },
+        )
+        .await;
         // The script's nodes listen on 5681, 5682, …
         port.checked_sub(5681)
             .filter(|index| *index < self.nodes.len())

@@ -146,6 +146,24 @@ async fn losing_the_node_of_the_producer_then_of_the_consumer_loses_no_accepted_
                 accepted,
             )
             .await;
+        // Both at work again while the node is still down: so on another node.
+        let recorded = run
+            .consumer
+            .store
+            .events_recorded()
+            .await
+            .unwrap_or_default();
+        eventually(
+            "the consumer to apply more changes with the node down",
+            Duration::from_secs(30),
+            || async {
+                match run.consumer.store.events_recorded().await {
+                    Ok(now) if now >= recorded + 50 => Ok(()),
+                    other => Err(other),
+                }
+            },
+        )
+        .await;
         ready_again("producer", &run.producer.readiness).await;
         ready_again("consumer", &run.consumer.readiness).await;
         down.restore().await;

@@ -34,19 +34,19 @@ pub const DEFAULT_BINDING_KEY: &str = "address.changed.#";
 pub const DEFAULT_MAX_LENGTH: u32 = 100_000;
 
 /// How many times a quorum work queue lets one message come back unacknowledged before the
-/// broker dead-letters it into `<queue>.dlq` itself (at least once: never dropped). Our
-/// consumer never rejects or requeues a message: a failure is a confirmed copy into a
-/// retry queue, counted against `MAX_ATTEMPTS` by the consumer. So only a consumer that
-/// dies holding a message brings it back, and before RabbitMQ 4.3 each such return counts
-/// (from 4.3 only rejects do). The broker's default, 20, would let a consumer in a restart
-/// loop push every message it had prefetched aside after 20 restarts; 100 keeps that out of
-/// reach of anything but a message that kills consumers, which is what the limit is for.
-pub const DELIVERY_LIMIT: i64 = 100;
+/// broker gives up on it: never, in practice. RabbitMQ 4 drops a message past 20 by default
+/// (4.0 counts every return of an unacknowledged message, as when a consumer dies holding
+/// it; 4.3 only rejects), and dead-lettering it instead would need a dead-letter exchange
+/// that every user declaring the queue may write to (the producer's may not write to the
+/// default exchange). Our consumer never rejects or requeues: a failure is a confirmed copy
+/// into a retry queue, counted against `MAX_ATTEMPTS`, and then a copy into `<queue>.dlq`
+/// with its reason. So the limit is set out of reach, as classic queues had none.
+pub const DELIVERY_LIMIT: i64 = 1_000_000_000;
 
-/// The dead-letter queue's limit, high enough never to be reached: listing the dead letters
-/// returns each to the queue unacknowledged, and the broker must never drop a dead letter
-/// because someone looked at it 20 times (4.x's default, with no dead-letter target).
-const DEAD_LETTER_QUEUE_DELIVERY_LIMIT: i64 = 1_000_000_000;
+/// The dead-letter queue's limit, out of reach too: listing the dead letters returns each to
+/// the queue unacknowledged, and the broker must never drop a dead letter because someone
+/// looked at it 20 times (4.0's default).
+const DEAD_LETTER_QUEUE_DELIVERY_LIMIT: i64 = DELIVERY_LIMIT;
 
 /// Longest a service waits for the broker to declare its topology.
 pub const DECLARE_WITHIN: Duration = Duration::from_secs(15);
@@ -139,14 +139,6 @@ impl WorkQueue {
             "x-delivery-limit".into(),
             AMQPValue::LongLongInt(DELIVERY_LIMIT),
         );
-        // Past the limit, into our dead-letter queue: at least once, which quorum queues
-        // offer only with `reject-publish` (set above).
-        arguments.insert("x-dead-letter-exchange".into(), string(""));
-        arguments.insert(
-            "x-dead-letter-routing-key".into(),
-            string(&self.dead_letter_queue()),
-        );
-        arguments.insert("x-dead-letter-strategy".into(), string("at-least-once"));
         arguments
     }
 
@@ -263,6 +255,7 @@ impl Topology {
                 FieldTable::default(),
             )
             .await?;
+        self.fill_unroutable_queue(connection).await?;
         let mut with_alternate = FieldTable::default();
         with_alternate.insert("alternate-exchange".into(), string(&unroutable));
         channel
@@ -418,14 +411,14 @@ impl Topology {
         }))
     }
 
-    /// The alternate exchange's queue, which must refuse every message routed to it. With
-    /// quorum queues it is a quorum queue too, so that losing one node does not take it away:
-    /// a classic queue whose node is down cannot even be declared (the declaration waits for
-    /// the node), and its producers would stay unready. A quorum queue refuses a publish only
-    /// once it holds more than its limit, so it is kept holding one placeholder message,
-    /// with a limit of 0: from then on it refuses everything. Should someone purge it, the
-    /// next unroutable message takes the placeholder's place (kept, but confirmed), and the
-    /// queue refuses again from the one after.
+    /// Declares the alternate exchange's queue, which must refuse every message routed to
+    /// it. With quorum queues it is a quorum queue too, so that losing one node does not take
+    /// it away: a classic queue whose node is down cannot even be declared (the declaration
+    /// waits for the node), and its producers would stay unready. A quorum queue refuses a
+    /// publish only once it holds more than its limit, so it is kept holding one placeholder
+    /// message, with a limit of 0: from then on it refuses everything. Should someone purge
+    /// it, the next unroutable message takes the placeholder's place (kept, but confirmed),
+    /// and the queue refuses again from the one after.
     async fn declare_unroutable_queue(&self, connection: &Connection) -> Result<(), lapin::Error> {
         let name = self.unroutable_queue();
         let queue_type = self.queue.queue_type;
@@ -450,9 +443,22 @@ impl Topology {
             }
             Err(error) => return Err(error),
         }
+        Ok(())
+    }
+
+    /// Puts the placeholder into an empty quorum unroutable queue (see
+    /// [`Self::declare_unroutable_queue`]), once it is bound. Published through the
+    /// alternate exchange itself, which every service that declares it may write to (the
+    /// producer's user may not publish through the default exchange).
+    async fn fill_unroutable_queue(&self, connection: &Connection) -> Result<(), lapin::Error> {
+        if self.queue.queue_type != QueueType::Quorum {
+            return Ok(());
+        }
         let channel = connection.create_channel().await?;
-        if queue_type == QueueType::Quorum
-            && inspect_queue(&channel, &name).await?.message_count() == 0
+        if inspect_queue(&channel, &self.unroutable_queue())
+            .await?
+            .message_count()
+            == 0
         {
             channel
                 .confirm_select(ConfirmSelectOptions::default())
@@ -461,8 +467,8 @@ impl Topology {
             // first. Either way the queue is full.
             channel
                 .basic_publish(
+                    self.unroutable_exchange().as_str().into(),
                     "".into(),
-                    name.as_str().into(),
                     BasicPublishOptions::default(),
                     UNROUTABLE_PLACEHOLDER,
                     BasicProperties::default().with_delivery_mode(2),
@@ -470,7 +476,7 @@ impl Topology {
                 .await?
                 .await?;
         }
-        let _ = channel.close(200, "declared".into()).await;
+        let _ = channel.close(200, "filled".into()).await;
         Ok(())
     }
 

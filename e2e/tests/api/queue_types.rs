@@ -115,3 +115,62 @@ async fn a_classic_queue_from_an_earlier_version_is_used_with_advice_then_change
     producer.stop().await;
     consumer.stop().await;
 }
+
+/// A user allowed only what the deployment's producer user is (its exchange, the alternate
+/// exchange and its queue by name; not the default exchange); deleted when dropped.
+struct ProducerUser {
+    name: String,
+}
+
+impl ProducerUser {
+    fn for_env(env: &TestEnv) -> Self {
+        let name = format!("test-{}-producer-user", env.id);
+        rabbitmqctl(&["add_user", &name, "producer-password"]);
+        let own = format!(
+            "^({}|{}\\.unroutable|{})$",
+            regex_escape(&env.exchange),
+            regex_escape(&env.exchange),
+            regex_escape(&env.queue)
+        );
+        let vhost = env.broker_config().amqp_addr.vhost().to_owned();
+        rabbitmqctl(&["set_permissions", "-p", &vhost, &name, &own, &own, &own]);
+        Self { name }
+    }
+}
+
+impl Drop for ProducerUser {
+    fn drop(&mut self) {
+        let _ = e2e::broker::try_rabbitmqctl(&["delete_user", &self.name]);
+    }
+}
+
+fn regex_escape(name: &str) -> String {
+    name.replace('.', "\\.")
+}
+
+/// On a fresh broker the producer may start before any consumer (VM 1 boots before VM 2), with
+/// a user that may not publish through the default exchange: it must get ready by itself.
+#[tokio::test]
+async fn a_producer_with_only_its_own_permissions_gets_ready_before_any_consumer() {
+    let env = TestEnv::new().await;
+    let user = ProducerUser::for_env(&env);
+    let mut config = env.producer_config();
+    let uri = env.uri.replacen(
+        "guest:guest@",
+        &format!("{}:producer-password@", user.name),
+        1,
+    );
+    config.broker.amqp_addr = shared::amqp::BrokerAddress::parse(&uri).unwrap();
+
+    let producer = TestProducer::start(config).await;
+
+    producer.accepts(&change_of_address("C-1", "PR1 2HE")).await;
+    assert_eq!(
+        env.queue_depth(&format!("{}.unroutable", env.exchange))
+            .await
+            .unwrap(),
+        1,
+        "the placeholder, and nothing else"
+    );
+    producer.stop().await;
+}
