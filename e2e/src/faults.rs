@@ -179,7 +179,8 @@ impl Drop for FullQueue {
 
 /// `name` with the regular expression metacharacters it may hold (test names have `.`, `-`)
 /// escaped.
-fn regex_escape(name: &str) -> String {
+/// `name` as a regular expression that matches exactly it (for policies and permissions).
+pub fn regex_escape(name: &str) -> String {
     name.chars()
         .flat_map(|c| {
             let escape = !c.is_ascii_alphanumeric() && c != '_' && c != '-';

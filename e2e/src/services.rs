@@ -48,12 +48,7 @@ impl TestProducer {
 
     /// `POST /api/v1/address-changes` with a JSON body.
     pub async fn post_change(&self, body: &serde_json::Value) -> reqwest::Response {
-        self.http
-            .post(format!("{}/api/v1/address-changes", self.url))
-            .json(body)
-            .send()
-            .await
-            .unwrap_or_else(|error| panic!("POST failed: {error}"))
+        self.post("/api/v1/address-changes", body, None).await
     }
 
     /// `POST /api/v1/address-changes` with a JSON body and an `Idempotency-Key`.
@@ -62,13 +57,7 @@ impl TestProducer {
         key: &str,
         body: &serde_json::Value,
     ) -> reqwest::Response {
-        self.http
-            .post(format!("{}/api/v1/address-changes", self.url))
-            .header("Idempotency-Key", key)
-            .json(body)
-            .send()
-            .await
-            .unwrap_or_else(|error| panic!("POST failed: {error}"))
+        self.post("/api/v1/address-changes", body, Some(key)).await
     }
 
     /// `POST /api/v1/sync/address-changes` with a JSON body and, when given, an
@@ -78,10 +67,16 @@ impl TestProducer {
         body: &serde_json::Value,
         key: Option<&str>,
     ) -> reqwest::Response {
-        let mut request = self
-            .http
-            .post(format!("{}/api/v1/sync/address-changes", self.url))
-            .json(body);
+        self.post("/api/v1/sync/address-changes", body, key).await
+    }
+
+    async fn post(
+        &self,
+        path: &str,
+        body: &serde_json::Value,
+        key: Option<&str>,
+    ) -> reqwest::Response {
+        let mut request = self.http.post(format!("{}{path}", self.url)).json(body);
         if let Some(key) = key {
             request = request.header("Idempotency-Key", key);
         }

@@ -43,11 +43,6 @@ pub const DEFAULT_MAX_LENGTH: u32 = 100_000;
 /// with its reason. So the limit is set out of reach, as classic queues had none.
 pub const DELIVERY_LIMIT: i64 = 1_000_000_000;
 
-/// The dead-letter queue's limit, out of reach too: listing the dead letters returns each to
-/// the queue unacknowledged, and the broker must never drop a dead letter because someone
-/// looked at it 20 times (4.0's default).
-const DEAD_LETTER_QUEUE_DELIVERY_LIMIT: i64 = DELIVERY_LIMIT;
-
 /// Longest a service waits for the broker to declare its topology.
 pub const DECLARE_WITHIN: Duration = Duration::from_secs(15);
 
@@ -147,9 +142,12 @@ impl WorkQueue {
         let mut arguments = FieldTable::default();
         if queue_type == QueueType::Quorum {
             arguments.insert("x-queue-type".into(), string("quorum"));
+            // Out of reach too: listing the dead letters returns each to the queue
+            // unacknowledged, and the broker must never drop one because someone looked at
+            // it 20 times (4.0's default).
             arguments.insert(
                 "x-delivery-limit".into(),
-                AMQPValue::LongLongInt(DEAD_LETTER_QUEUE_DELIVERY_LIMIT),
+                AMQPValue::LongLongInt(DELIVERY_LIMIT),
             );
         }
         arguments

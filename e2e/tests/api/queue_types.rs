@@ -5,6 +5,7 @@ use e2e::{
     TestConsumer, TestEnv, TestProducer,
     broker::{queue_type, rabbitmqctl},
     change_of_address,
+    faults::regex_escape,
 };
 use reqwest::StatusCode;
 use shared::topology::QueueType;
@@ -142,10 +143,6 @@ impl Drop for ProducerUser {
     fn drop(&mut self) {
         let _ = e2e::broker::try_rabbitmqctl(&["delete_user", &self.name]);
     }
-}
-
-fn regex_escape(name: &str) -> String {
-    name.replace('.', "\\.")
 }
 
 /// On a fresh broker the producer may start before any consumer (VM 1 boots before VM 2), with
