@@ -12,12 +12,20 @@
 #
 # A three-node cluster for the tests of losing a node, from the same root filesystem: nodes
 # rabbit-c1..3@localhost, AMQP 5681..5683, management 15681..15683, distribution
-# 25681..25683, one Erlang cookie, clustered with rabbit-c1.
+# 25681..25683, one Erlang cookie, clustered with rabbit-c1. As in production they pause a
+# minority (`cluster_partition_handling = pause_minority`); unlike production they notice a
+# silent peer within about 10 s (`net_ticktime` 10, default 60), so the tests stay short.
+# Node N opens its distribution connections from 127.0.1.N, so that iptables can cut one
+# node off from the others on loopback and leave every other connection alone.
 #
-#   e2e/scripts/rabbitmq4.sh cluster start    start every node that is down, cluster them
-#   e2e/scripts/rabbitmq4.sh cluster env      TEST_CLUSTER_AMQP_ADDR, TEST_CLUSTER_NODES, ...
-#   e2e/scripts/rabbitmq4.sh cluster kill N   SIGKILL node N's Erlang VM (a machine lost)
-#   e2e/scripts/rabbitmq4.sh cluster stop     stop every node
+#   e2e/scripts/rabbitmq4.sh cluster start        start every node that is down, heal any
+#                                                 partition, cluster them
+#   e2e/scripts/rabbitmq4.sh cluster env          TEST_CLUSTER_AMQP_ADDR, TEST_CLUSTER_NODES, ...
+#   e2e/scripts/rabbitmq4.sh cluster kill N       SIGKILL node N's Erlang VM (a machine lost)
+#   e2e/scripts/rabbitmq4.sh cluster partition N  drop all distribution traffic of node N (its
+#                                                 AMQP port stays open: clients still reach it)
+#   e2e/scripts/rabbitmq4.sh cluster heal         let it through again
+#   e2e/scripts/rabbitmq4.sh cluster stop         stop every node
 #
 #   eval "$(e2e/scripts/rabbitmq4.sh env)" && cargo test --workspace
 #
@@ -116,25 +124,65 @@ node_serving() { # n
   (exec 3<>"/dev/tcp/127.0.0.1/568$1") 2>/dev/null && bounded_ctl -n "$(node_name "$1")" -q status >/dev/null 2>&1
 }
 
+node_running() { # n: its Erlang VM is registered with epmd
+  in_root epmd -names 2>/dev/null | grep -q "^name rabbit-c$1 at"
+}
+
 start_node() { # n
   local n=$1
   mkdir -p "$ROOT/etc/rabbitmq/cluster"
-  printf 'listeners.tcp.default = 568%s\nmanagement.tcp.port = 1568%s\n' "$n" "$n" \
-    >"$ROOT/etc/rabbitmq/cluster/c$n.conf"
+  cat >"$ROOT/etc/rabbitmq/cluster/c$n.conf" <<CONF
+listeners.tcp.default = 568$n
+management.tcp.port = 1568$n
+cluster_partition_handling = pause_minority
+CONF
   mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
   log "starting $(node_name "$n")"
   (cd / && exec setsid chroot "$ROOT" env RABBITMQ_NODENAME="$(node_name "$n")" \
     RABBITMQ_NODE_PORT="568$n" RABBITMQ_DIST_PORT="2568$n" \
     RABBITMQ_CONFIG_FILE="/etc/rabbitmq/cluster/c$n.conf" \
     RABBITMQ_MNESIA_BASE=/var/lib/rabbitmq/cluster \
+    RABBITMQ_SERVER_ADDITIONAL_ERL_ARGS="-kernel net_ticktime 10 -kernel inet_dist_connect_options [{ip,{127,0,1,$n}}]" \
     /usr/sbin/rabbitmq-server) >"$ROOT/var/log/rabbitmq/console-c$n.log" 2>&1 </dev/null &
+}
+
+# The partition's rules live in a chain of their own, jumped to from OUTPUT for loopback
+# only: on loopback every packet, either way, is sent by this machine.
+PARTITION_CHAIN=COC_CLUSTER_PARTITION
+
+cluster_partition() { # n
+  local n=$1
+  command -v iptables >/dev/null || {
+    log "installing iptables"
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iptables >/dev/null
+  }
+  cluster_heal
+  iptables -N "$PARTITION_CHAIN"
+  # Connections to node n's distribution listener, and those node n opened from 127.0.1.n.
+  iptables -A "$PARTITION_CHAIN" -p tcp --dport "2568$n" -j DROP
+  iptables -A "$PARTITION_CHAIN" -p tcp --sport "2568$n" -j DROP
+  iptables -A "$PARTITION_CHAIN" -s "127.0.1.$n" -j DROP
+  iptables -A "$PARTITION_CHAIN" -d "127.0.1.$n" -j DROP
+  iptables -I OUTPUT -o lo -j "$PARTITION_CHAIN"
+  log "$(node_name "$n") is cut off from the other nodes"
+}
+
+cluster_heal() {
+  command -v iptables >/dev/null || return 0
+  iptables -L "$PARTITION_CHAIN" -n >/dev/null 2>&1 || return 0
+  while iptables -D OUTPUT -o lo -j "$PARTITION_CHAIN" 2>/dev/null; do :; done
+  iptables -F "$PARTITION_CHAIN"
+  iptables -X "$PARTITION_CHAIN"
+  log "the partition is healed"
 }
 
 cluster_start() {
   install
+  cluster_heal
   local n
   for n in $(seq 1 $CLUSTER_SIZE); do
-    node_serving "$n" || start_node "$n"
+    # A node that runs but does not serve (booting, or paused in a minority) is waited for.
+    node_running "$n" || start_node "$n"
   done
   for n in $(seq 1 $CLUSTER_SIZE); do
     for _ in $(seq 1 120); do node_serving "$n" && break; sleep 0.5; done
@@ -172,6 +220,8 @@ cluster() {
     start) cluster_start ;;
     stop) cluster_stop ;;
     kill) cluster_kill "${2:?which node, 1 to $CLUSTER_SIZE}" ;;
+    partition) cluster_partition "${2:?which node, 1 to $CLUSTER_SIZE}" ;;
+    heal) cluster_heal ;;
     env)
       local addrs="" nodes="" n
       for n in $(seq 1 $CLUSTER_SIZE); do
@@ -182,7 +232,7 @@ cluster() {
       echo "export TEST_CLUSTER_NODES='$nodes'"
       echo "export TEST_CLUSTER_SCRIPT='$SELF'"
       ;;
-    *) sed -n '2,30p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,33p' "$0" >&2; exit 2 ;;
   esac
 }
 
@@ -195,5 +245,5 @@ case "${1:-}" in
     echo "export TEST_RABBITMQCTL='$SELF ctl'"
     ;;
   ctl) shift; ctl "$@" ;;
-  *) sed -n '2,30p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,33p' "$0" >&2; exit 2 ;;
 esac

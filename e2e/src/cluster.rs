@@ -1,6 +1,7 @@
 //! The three-node RabbitMQ cluster of `e2e/scripts/rabbitmq4.sh cluster`, for the tests of
-//! losing a node: where to find it, which node leads a queue or holds a connection, and
-//! killing and restarting a node for real (SIGKILL of its Erlang VM). Every call runs the
+//! losing a node: where to find it, which node leads a queue or holds a connection, killing
+//! a node for real (SIGKILL of its Erlang VM), cutting one off from the others (iptables
+//! drops its distribution traffic), and making the cluster whole again. Every call runs the
 //! script on a blocking thread, bounded in time: `rabbitmqctl` listings wait for every node,
 //! so ask them while the cluster is whole.
 
@@ -118,15 +119,34 @@ impl Cluster {
             .unwrap_or_else(|error| panic!("cannot kill node {node}: {error}"));
     }
 
-    /// Starts every node that is down and waits until all are back in the cluster.
-    pub async fn start_all(&self) {
+    /// The AMQP URI of node `index` alone: what a client that knows only that node is given.
+    pub fn node_uri(&self, index: usize) -> String {
+        self.amqp_addr
+            .split(',')
+            .nth(index)
+            .unwrap_or_else(|| panic!("the cluster has no node {index}"))
+            .to_owned()
+    }
+
+    /// Cuts node `index` off from the other nodes: nothing passes between them, while
+    /// clients still reach every node. The node sees it is in a minority and pauses.
+    pub async fn partition(&self, index: usize) {
+        let node = (index + 1).to_string();
+        self.run(&["cluster", "partition", &node])
+            .await
+            .unwrap_or_else(|error| panic!("cannot cut node {node} off: {error}"));
+    }
+
+    /// Heals any partition, starts every node that is down and waits until all are back in
+    /// the cluster.
+    pub async fn restore(&self) {
         self.run(&["cluster", "start"])
             .await
             .unwrap_or_else(|error| panic!("cannot start the cluster: {error}"));
     }
 
-    /// [`Self::start_all`] for `Drop` implementations, which cannot await.
-    pub fn start_all_blocking(&self) {
+    /// [`Self::restore`] for `Drop` implementations, which cannot await.
+    pub fn restore_blocking(&self) {
         if let Err(error) = run_script(&self.script, &["cluster", "start"]) {
             eprintln!("could not restart the cluster's nodes: {error}");
         }

@@ -3,9 +3,9 @@
 
 use sqlx::{Executor, SqlitePool};
 
-/// While it exists, every attempt to apply a change for one customer fails inside the
-/// consumer's SQLite database (a trigger aborts the insert), as a failing disk or a locked
-/// table would make it fail. Changes for other customers are unaffected.
+/// While it exists, every attempt to apply a change for one customer (or for every
+/// customer) fails inside the consumer's SQLite database (a trigger aborts the insert), as a
+/// failing disk or a locked table would make it fail.
 #[derive(Debug)]
 pub struct StoreFault {
     pool: SqlitePool,
@@ -14,20 +14,42 @@ pub struct StoreFault {
 
 impl StoreFault {
     pub async fn reject_changes_for(database_url: &str, customer_id: &str) -> Self {
+        // The id is a test constant made of letters, digits and '-'.
+        Self::install(
+            database_url,
+            &format!("fault_{}", customer_id.replace('-', "_")),
+            &format!("NEW.customer_id = '{customer_id}'"),
+            &format!("the store refuses {customer_id}"),
+        )
+        .await
+    }
+
+    /// Every change fails until healed: each one waits in the retry queues, again and again.
+    pub async fn reject_every_change(database_url: &str) -> Self {
+        Self::install(
+            database_url,
+            "fault_every_change",
+            "1",
+            "the store refuses every change",
+        )
+        .await
+    }
+
+    async fn install(database_url: &str, trigger: &str, condition: &str, message: &str) -> Self {
         let pool = SqlitePool::connect(database_url)
             .await
             .unwrap_or_else(|error| panic!("cannot open the consumer's database: {error}"));
-        let trigger = format!("fault_{}", customer_id.replace('-', "_"));
-        // The id is a test constant made of letters, digits and '-'.
         let sql = format!(
-            "CREATE TRIGGER {trigger} BEFORE INSERT ON applied_events \
-             WHEN NEW.customer_id = '{customer_id}' \
-             BEGIN SELECT RAISE(ABORT, 'injected fault: the store refuses {customer_id}'); END;"
+            "CREATE TRIGGER {trigger} BEFORE INSERT ON applied_events WHEN {condition} \
+             BEGIN SELECT RAISE(ABORT, 'injected fault: {message}'); END;"
         );
         pool.execute(sqlx::AssertSqlSafe(sql))
             .await
             .unwrap_or_else(|error| panic!("cannot install the fault: {error}"));
-        Self { pool, trigger }
+        Self {
+            pool,
+            trigger: trigger.to_owned(),
+        }
     }
 
     /// Removes the fault: the next attempt succeeds.

@@ -33,22 +33,29 @@ pub struct PostStream {
 }
 
 impl PostStream {
+    /// Posts for customers `C-0`, `C-1`, …
     pub fn start(producer_url: &str) -> Self {
+        Self::for_customers(producer_url, "C-")
+    }
+
+    /// Posts for customers `<prefix>0`, `<prefix>1`, …: two streams at once need two prefixes.
+    pub fn for_customers(producer_url: &str, prefix: &str) -> Self {
         let (posted, stop) = (
             Arc::<Mutex<Vec<Posted>>>::default(),
             Arc::new(AtomicBool::new(false)),
         );
         let task = {
-            let (posted, stop, url) = (
+            let (posted, stop, url, prefix) = (
                 Arc::clone(&posted),
                 Arc::clone(&stop),
                 producer_url.to_owned(),
+                prefix.to_owned(),
             );
             tokio::spawn(async move {
                 let http = reqwest::Client::new();
                 let mut i = 0;
                 while !stop.load(Ordering::Acquire) {
-                    let customer = format!("C-{i}");
+                    let customer = format!("{prefix}{i}");
                     let response = http
                         .post(format!("{url}/api/v1/address-changes"))
                         .json(&change_of_address(&customer, "PR1 2HE"))
@@ -87,9 +94,20 @@ impl PostStream {
             .count()
     }
 
-    /// Waits (at most 30 s) until at least `n` posts got `status` with `code`.
+    /// How many posts so far got anything but 202.
+    pub async fn refused(&self) -> usize {
+        self.posted
+            .lock()
+            .await
+            .iter()
+            .filter(|post| post.status != StatusCode::ACCEPTED)
+            .count()
+    }
+
+    /// Waits (at most 60 s: a cluster takes that long to notice a silent node and move on)
+    /// until at least `n` posts got `status` with `code`.
     pub async fn at_least(&self, what: &str, status: StatusCode, code: &str, n: usize) {
-        eventually(what, Duration::from_secs(30), || async {
+        eventually(what, Duration::from_secs(60), || async {
             let seen = self.count(status, code).await;
             if seen >= n { Ok(()) } else { Err(seen) }
         })
