@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # One Dockerfile, one target per service:
 #   docker build --target producer -t coc-producer .
 #   docker build --target consumer -t coc-consumer .

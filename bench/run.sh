@@ -18,7 +18,11 @@
 # BENCH_BACKLOG (20000), BENCH_ROUNDS (1; more alternate the order and report medians),
 # BENCH_QUIET_CORES (0.3), BENCH_QUIET_WAIT_SECS (120), BENCH_LAZY_QUEUES (1; see below),
 # QUEUE_TYPE (classic, as every earlier recorded run; quorum measures the services' default),
-# AMQP_ADDR (guest@127.0.0.1:5672).
+# AMQP_ADDR (guest@127.0.0.1:5672), RABBITMQCTL (rabbitmqctl: for its version).
+#
+# On the RabbitMQ 4 node of e2e/scripts/rabbitmq4.sh, classic then quorum:
+#   eval "$(e2e/scripts/rabbitmq4.sh env)"; export RABBITMQCTL="$TEST_RABBITMQCTL"
+#   QUEUE_TYPE=classic bench/run.sh; QUEUE_TYPE=quorum bench/run.sh
 set -euo pipefail
 shopt -s inherit_errexit # a failed command inside $(...) stops the run too
 
@@ -40,6 +44,7 @@ RUN_ID="bench.$(date -u +%Y%m%dT%H%M%S).$$"
 LOAD_QUEUE="$RUN_ID.load"
 DRAIN_QUEUE="$RUN_ID.drain"
 export AMQP_ADDR=${AMQP_ADDR:-amqp://guest:guest@127.0.0.1:5672/%2f}
+RABBITMQCTL=${RABBITMQCTL:-rabbitmqctl}
 export EXCHANGE="$LOAD_QUEUE"
 DRAIN_EXCHANGE="$DRAIN_QUEUE"
 export RUST_LOG=warn
@@ -77,7 +82,7 @@ cleanup() {
             log "could not delete the run's exchange and queues: $(tail -n 3 "$WORK/cleanup.log")"
     fi
     if [[ -n ${LAZY_POLICY:-} ]]; then
-        rabbitmqctl clear_policy -q "$LAZY_POLICY" || log "could not remove the policy $LAZY_POLICY"
+        $RABBITMQCTL clear_policy -q "$LAZY_POLICY" || log "could not remove the policy $LAZY_POLICY"
     fi
     rm -rf -- "$WORK"
     exit "$status"
@@ -131,7 +136,9 @@ free_port() {
 # CPU accounting, in clock ticks: the whole machine's busy and total, and one process's own.
 machine_ticks() { awk '/^cpu /{ t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
 process_ticks() { if [[ -r /proc/$1/stat ]]; then awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; else echo 0; fi; }
-BROKER_PID=$(pgrep -x beam.smp | head -n 1 || true)
+# The broker is the process listening on AMQP_ADDR's port (another node may run beside it).
+broker_port=$(sed -E 's#^amqps?://([^@/]*@)?[^:/,]+:?([0-9]*).*#\2#' <<<"$AMQP_ADDR")
+BROKER_PID=$(ss -Hltnp "sport = :${broker_port:-5672}" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2 || true)
 
 # cpu_begin PID: remembers the counters before a measured phase.
 cpu_begin() {
@@ -183,7 +190,7 @@ fi
 
 cpu_model=$(awk -F': ' '/^model name/{ print $2; exit }' /proc/cpuinfo)
 ram=$(awk '/^MemTotal/{ printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-rabbit=$(rabbitmqctl version 2>/dev/null || echo unknown)
+rabbit=$($RABBITMQCTL version 2>/dev/null || echo unknown)
 MACHINE="${cpu_model:-unknown CPU}, $CORES cores, $ram RAM, Linux $(uname -r), RabbitMQ $rabbit, $(rustc --version | cut -d' ' -f1-2), $(oha --version), $(date -u '+%Y-%m-%d %H:%M UTC')"
 log "machine: $MACHINE"
 TREE="commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
@@ -211,7 +218,7 @@ import re, sys
 found = re.match(r"(\d+)\.(\d+)", sys.argv[1])
 sys.exit(0 if found and (int(found[1]), int(found[2])) < (3, 12) else 1)
 PY
-    if rabbitmqctl set_policy -q "$RUN_ID.lazy" "^${RUN_ID//./\\.}\\." '{"queue-mode":"lazy"}' --apply-to queues; then
+    if $RABBITMQCTL set_policy -q "$RUN_ID.lazy" "^${RUN_ID//./\\.}\\." '{"queue-mode":"lazy"}' --apply-to queues; then
         LAZY_POLICY="$RUN_ID.lazy"
         QUEUE_MODE="lazy (a policy on the run's queues, as classic queues behave from RabbitMQ 3.12 on)"
     else

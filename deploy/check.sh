@@ -8,8 +8,9 @@
 #
 #  1. hadolint on the Dockerfile
 #  2. shellcheck on every shell script of the repository
-#  3. `docker-compose config` on docker-compose.yml (with and without the pubsub profile) with
-#     an env file made from .env.example, and on each VM's compose file with its rendered .env
+#  3. `docker-compose config` on docker-compose.yml (with and without the pubsub profile, and
+#     with docker-compose.cluster.yml) with an env file made from .env.example, and on each
+#     VM's compose file with its rendered .env
 #  4. the plan test: DRY_RUN=1 deploy/azure/deploy.sh against a fake az (test_plan.py)
 #  5. `cloud-init schema` on each rendered cloud-config; `systemd-analyze verify` on the VMs' unit
 #  6. the rehearsal: deploy/local/rehearse.sh
@@ -80,11 +81,12 @@ compose_config() { # env-file compose-file [compose options...]
 }
 
 same_rabbitmq_image() {
-  local laptop vm1
+  local laptop cluster vm1
   laptop=$(sed -n 's/^x-rabbitmq-image: &rabbitmq-image //p' "$ROOT/docker-compose.yml")
+  cluster=$(sed -n 's/^ *image: \(rabbitmq:.*\)$/\1/p' "$ROOT/docker-compose.cluster.yml")
   vm1=$(sed -n 's/^ *image: \(rabbitmq:.*\)$/\1/p' "$ROOT/deploy/azure/vm1/compose.yaml")
-  echo "    docker-compose.yml: $laptop; VM 1: $vm1"
-  [[ -n $laptop && $laptop == "$vm1" ]]
+  echo "    docker-compose.yml: $laptop; docker-compose.cluster.yml: $cluster; VM 1: $vm1"
+  [[ -n $laptop && $laptop == "$cluster" && $laptop == "$vm1" ]]
 }
 
 every_setting_has_a_value() { # env-file: no empty value left after new-env.sh
@@ -101,8 +103,10 @@ validate_compose_files() {
   check ".env made from .env.example has every password" every_setting_has_a_value "$WORK/laptop.env"
   check "docker-compose.yml" compose_config "$WORK/laptop.env" "$ROOT/docker-compose.yml"
   check "docker-compose.yml --profile pubsub" compose_config "$WORK/laptop.env" "$ROOT/docker-compose.yml" --profile pubsub
+  check "docker-compose.yml with docker-compose.cluster.yml (three brokers), pubsub too" \
+    compose_config "$WORK/laptop.env" "$ROOT/docker-compose.yml" -f "$ROOT/docker-compose.cluster.yml" --profile pubsub
   check "docker-compose.yml refuses to start without passwords" refuses_empty_passwords
-  check "the same RabbitMQ image on the laptop and on VM 1" same_rabbitmq_image
+  check "the same RabbitMQ image on the laptop, in its cluster and on VM 1" same_rabbitmq_image
 }
 
 run_plan_test() {

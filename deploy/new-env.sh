@@ -17,7 +17,7 @@ source "$root/deploy/lib.sh"
 write_env() {
   local line
   while IFS= read -r line || [[ -n $line ]]; do
-    if [[ $line =~ ^([A-Z0-9_]+_PASSWORD)=$ ]]; then
+    if [[ $line =~ ^([A-Z0-9_]+_(PASSWORD|COOKIE))=$ ]]; then
       line="${BASH_REMATCH[1]}=$(random_password)"
     fi
     printf '%s\n' "$line"

@@ -210,7 +210,12 @@ async fn a_node_cut_off_from_the_others_takes_no_change_and_nothing_accepted_is_
     let minority = TestProducer::start(config).await;
     let minority_stream = PostStream::for_customers(&minority.url, "M-");
     minority_stream
-        .at_least("the minority's producer to accept", StatusCode::ACCEPTED, "", 20)
+        .at_least(
+            "the minority's producer to accept",
+            StatusCode::ACCEPTED,
+            "",
+            20,
+        )
         .await;
 
     let partition = ClusterFault::partition(&run.cluster, cut_off).await;
