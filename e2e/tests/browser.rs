@@ -170,6 +170,30 @@ async fn the_page_shows_the_queue_fill_while_the_consumer_is_stopped_and_drain_w
     }
     depth_becomes("3").await;
 
+    // A page opened now still shows the queue filling: its chart starts from the producer's
+    // record (at 0, before the posts), not from its own first sample (3).
+    browser.goto(&producer.url).await.unwrap();
+    eventually(
+        "the reopened page's chart to start at 0 and reach 3",
+        Duration::from_secs(15),
+        || async {
+            let series = browser
+                .execute(
+                    "const s = depths.get(arguments[0]) ?? []; \
+                     return s.length ? [s[0], Math.max(...s)] : [];",
+                    vec![serde_json::json!(env.queue)],
+                )
+                .await
+                .map_err(|error| error.to_string())?;
+            if series == serde_json::json!([0, 3]) {
+                Ok(())
+            } else {
+                Err(series.to_string())
+            }
+        },
+    )
+    .await;
+
     let consumer = TestConsumer::start(env.consumer_config()).await;
     depth_becomes("0").await;
     // The page's depth counts ready messages: the last ones may still be in processing.

@@ -3,21 +3,29 @@
 //!
 //! Without a management URL the sampler uses a passive `queue.declare` on its own
 //! connection, which reports messages ready and consumers. With `MANAGEMENT_URL` it asks
-//! the management HTTP API, which also reports messages delivered but not yet acked.
+//! the management HTTP API, which also reports messages delivered but not yet acked, and
+//! the rates at which messages come in and go out.
+//!
+//! The watch keeps the last [`HISTORY_LEN`] samples of each queue's depth, so that a page
+//! opened after the queue filled still shows it filling.
 
 use crate::amqp::{BrokerAddress, Reconnector};
 use crate::topology::inspect_queue;
 use lapin::{Channel, Connection};
 use serde::Serialize;
 use std::{
+    collections::{BTreeMap, VecDeque},
     sync::{Arc, RwLock},
     time::Duration,
 };
 use time::OffsetDateTime;
 use tokio_util::sync::CancellationToken;
 
-/// One queue at one moment. Counts the source cannot tell are `None`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// How many samples of each queue's depth a watch keeps: 15 minutes at one a second.
+pub const HISTORY_LEN: usize = 900;
+
+/// One queue at one moment. What the source cannot tell is `None`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct QueueStats {
     pub name: String,
     /// False when the queue does not exist (yet).
@@ -25,6 +33,24 @@ pub struct QueueStats {
     pub messages_ready: Option<u64>,
     pub messages_unacked: Option<u64>,
     pub consumers: Option<u64>,
+    /// Messages published into the queue per second, as the management UI shows it.
+    pub publish_rate: Option<f64>,
+    /// Messages delivered to consumers (or fetched) per second.
+    pub deliver_rate: Option<f64>,
+}
+
+impl QueueStats {
+    fn missing(name: &str) -> Self {
+        Self {
+            name: name.to_owned(),
+            exists: false,
+            messages_ready: None,
+            messages_unacked: None,
+            consumers: None,
+            publish_rate: None,
+            deliver_rate: None,
+        }
+    }
 }
 
 /// The latest sample of every watched queue.
@@ -50,16 +76,64 @@ pub enum Source {
     Management { url: String, vhost: String },
 }
 
-/// A handle on the latest snapshot; cheap to clone.
+/// The messages ready in each queue at one moment (queues that do not exist are left out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DepthSample {
+    #[serde(with = "time::serde::rfc3339")]
+    pub at: OffsetDateTime,
+    pub ready: BTreeMap<String, u64>,
+}
+
+#[derive(Debug, Default)]
+struct Watched {
+    latest: Snapshot,
+    history: VecDeque<DepthSample>,
+}
+
+impl Watched {
+    fn record(&mut self, snapshot: Snapshot) {
+        if let Some(at) = snapshot.sampled_at {
+            if self.history.len() == HISTORY_LEN {
+                self.history.pop_front();
+            }
+            self.history.push_back(DepthSample {
+                at,
+                ready: snapshot
+                    .queues
+                    .iter()
+                    .filter_map(|queue| Some((queue.name.clone(), queue.messages_ready?)))
+                    .collect(),
+            });
+        }
+        self.latest = snapshot;
+    }
+}
+
+/// A handle on the latest snapshot and the depths before it; cheap to clone.
 #[derive(Debug, Clone, Default)]
-pub struct QueueWatch(Arc<RwLock<Snapshot>>);
+pub struct QueueWatch(Arc<RwLock<Watched>>);
 
 impl QueueWatch {
     pub fn latest(&self) -> Snapshot {
+        self.read().latest.clone()
+    }
+
+    /// The depths sampled so far, oldest first: at most [`HISTORY_LEN`].
+    pub fn history(&self) -> Vec<DepthSample> {
+        self.read().history.iter().cloned().collect()
+    }
+
+    fn read(&self) -> std::sync::RwLockReadGuard<'_, Watched> {
         self.0
             .read()
             .unwrap_or_else(std::sync::PoisonError::into_inner)
-            .clone()
+    }
+
+    fn record(&self, snapshot: Snapshot) {
+        self.0
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .record(snapshot);
     }
 }
 
@@ -155,13 +229,7 @@ async fn declare_passively(
     channel: &mut Option<Channel>,
     name: &str,
 ) -> QueueStats {
-    let missing = QueueStats {
-        name: name.to_owned(),
-        exists: false,
-        messages_ready: None,
-        messages_unacked: None,
-        consumers: None,
-    };
+    let missing = QueueStats::missing(name);
     if channel.as_ref().is_none_or(|c| !c.status().connected()) {
         *channel = connection.create_channel().await.ok();
     }
@@ -175,6 +243,8 @@ async fn declare_passively(
             messages_ready: Some(u64::from(queue.message_count())),
             messages_unacked: None,
             consumers: Some(u64::from(queue.consumer_count())),
+            publish_rate: None,
+            deliver_rate: None,
         },
         Err(_) => missing,
     }
@@ -207,20 +277,8 @@ async fn sample_over_http(
                 _ => None,
             };
             stats.push(match found {
-                Some(queue) => QueueStats {
-                    name: name.clone(),
-                    exists: true,
-                    messages_ready: queue["messages_ready"].as_u64(),
-                    messages_unacked: queue["messages_unacknowledged"].as_u64(),
-                    consumers: queue["consumers"].as_u64(),
-                },
-                None => QueueStats {
-                    name: name.clone(),
-                    exists: false,
-                    messages_ready: None,
-                    messages_unacked: None,
-                    consumers: None,
-                },
+                Some(queue) => from_management(name, &queue),
+                None => QueueStats::missing(name),
             });
         }
         publish(service, latest, "management", stats);
@@ -228,6 +286,27 @@ async fn sample_over_http(
             () = stop.cancelled() => return,
             () = tokio::time::sleep(every) => {}
         }
+    }
+}
+
+/// A queue as `GET /api/queues/<vhost>/<name>` describes it. A queue nothing has passed
+/// through yet has no `message_stats`: its rates are 0.
+fn from_management(name: &str, queue: &serde_json::Value) -> QueueStats {
+    let rate = |stat: &str| {
+        Some(
+            queue["message_stats"][stat]["rate"]
+                .as_f64()
+                .unwrap_or_default(),
+        )
+    };
+    QueueStats {
+        name: name.to_owned(),
+        exists: true,
+        messages_ready: queue["messages_ready"].as_u64(),
+        messages_unacked: queue["messages_unacknowledged"].as_u64(),
+        consumers: queue["consumers"].as_u64(),
+        publish_rate: rate("publish_details"),
+        deliver_rate: rate("deliver_get_details"),
     }
 }
 
@@ -248,14 +327,11 @@ fn publish(service: &str, latest: &QueueWatch, source: &'static str, queues: Vec
             metrics::gauge!(consumers.clone(), "queue" => queue.name.clone()).set(value as f64);
         }
     }
-    *latest
-        .0
-        .write()
-        .unwrap_or_else(std::sync::PoisonError::into_inner) = Snapshot {
+    latest.record(Snapshot {
         sampled_at: Some(OffsetDateTime::now_utc()),
         source,
         queues,
-    };
+    });
 }
 
 /// Percent-encodes everything but RFC 3986's unreserved characters (the vhost `/` → `%2F`).
@@ -283,5 +359,71 @@ mod tests {
             "change-of-circumstances.dlq"
         );
         assert_eq!(percent_encode("a b"), "a%20b");
+    }
+
+    fn sample(second: i64, ready: Option<u64>) -> Snapshot {
+        Snapshot {
+            sampled_at: Some(OffsetDateTime::UNIX_EPOCH + time::Duration::seconds(second)),
+            source: "amqp",
+            queues: vec![
+                QueueStats {
+                    messages_ready: ready,
+                    exists: ready.is_some(),
+                    ..QueueStats::missing("work")
+                },
+                QueueStats::missing("not-declared"),
+            ],
+        }
+    }
+
+    #[test]
+    fn the_history_keeps_the_latest_samples_oldest_first_and_no_more() {
+        let watch = QueueWatch::default();
+        assert!(watch.history().is_empty());
+        for second in 0..HISTORY_LEN as i64 + 5 {
+            watch.record(sample(second, u64::try_from(second).ok()));
+        }
+
+        let history = watch.history();
+        assert_eq!(history.len(), HISTORY_LEN);
+        assert_eq!(history[0].ready["work"], 5, "the five oldest were dropped");
+        assert_eq!(
+            history[HISTORY_LEN - 1].ready["work"],
+            HISTORY_LEN as u64 + 4
+        );
+        assert!(history.windows(2).all(|pair| pair[0].at < pair[1].at));
+        assert!(
+            !history[0].ready.contains_key("not-declared"),
+            "a queue that does not exist has no depth"
+        );
+    }
+
+    #[test]
+    fn rates_come_from_the_management_api_and_are_zero_before_any_message() {
+        let busy = serde_json::json!({
+            "messages_ready": 7, "messages_unacknowledged": 2, "consumers": 1,
+            "message_stats": {"publish_details": {"rate": 12.5}, "deliver_get_details": {"rate": 3.0}}
+        });
+        let stats = from_management("work", &busy);
+        assert_eq!(
+            (
+                stats.messages_ready,
+                stats.messages_unacked,
+                stats.consumers
+            ),
+            (Some(7), Some(2), Some(1))
+        );
+        assert_eq!(
+            (stats.publish_rate, stats.deliver_rate),
+            (Some(12.5), Some(3.0))
+        );
+
+        let idle =
+            serde_json::json!({"messages_ready": 0, "messages_unacknowledged": 0, "consumers": 0});
+        let stats = from_management("work", &idle);
+        assert_eq!(
+            (stats.publish_rate, stats.deliver_rate),
+            (Some(0.0), Some(0.0))
+        );
     }
 }

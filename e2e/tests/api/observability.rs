@@ -103,6 +103,24 @@ async fn the_queue_view_reports_the_depth_read_from_the_broker() {
     assert_eq!(snapshot["queues"][0]["name"], env.queue.as_str());
     assert_eq!(snapshot["queues"][0]["consumers"], 0);
     assert_eq!(snapshot["queues"][1]["name"], format!("{}.dlq", env.queue));
+    // No rates over AMQP: only the management API has them.
+    assert_eq!(
+        snapshot["queues"][0]["publish_rate"],
+        serde_json::Value::Null
+    );
+    let history: Vec<serde_json::Value> = producer
+        .get("/api/v1/queues/history")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        history
+            .last()
+            .map(|sample| sample["ready"][&env.queue].clone()),
+        Some(serde_json::json!(3)),
+        "the history ends with the latest sample: {history:?}"
+    );
     let page = producer.http.get(&producer.url).send().await.unwrap();
     assert_eq!(page.status(), StatusCode::OK);
     assert!(page.text().await.unwrap().contains("/api/v1/queues"));

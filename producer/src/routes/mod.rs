@@ -44,6 +44,7 @@ pub fn router(state: AppState, readiness: Readiness, queues: QueueWatch) -> Rout
             Router::new()
                 .route("/", get(queue_view::page))
                 .route("/api/v1/queues", get(queue_view::queues))
+                .route("/api/v1/queues/history", get(queue_view::history))
                 .with_state(queues),
         )
         .merge(health_routes(readiness))
