@@ -7,7 +7,8 @@
 #   SKIP_REHEARSAL=1 deploy/check.sh                      # static checks only, any user
 #
 #  1. hadolint on the Dockerfile
-#  2. shellcheck on every shell script of the repository
+#  2. shellcheck on every shell script of the repository; every tracked file checks out with
+#     LF line endings
 #  3. `docker-compose config` on docker-compose.yml (with and without the pubsub profile, and
 #     with docker-compose.cluster.yml) with an env file made from .env.example, and on each
 #     VM's compose file with its rendered .env
@@ -72,6 +73,25 @@ lint_shell_scripts() {
   while IFS= read -r file; do
     check "$file" shellcheck --external-sources --source-path=SCRIPTDIR "$ROOT/$file"
   done < <(shell_scripts)
+}
+
+# Files checked out with CRLF (Windows, default settings) die in a container or a VM
+# (`env: 'bash\r'`): .gitattributes must give every tracked file LF.
+every_file_checks_out_with_lf() {
+  local not_lf
+  not_lf=$(git -C "$ROOT" ls-files -z | xargs -0 git -C "$ROOT" check-attr eol -- | grep -v ': eol: lf$' || true)
+  [[ -z $not_lf ]] || { printf '    not forced to LF: %s\n' "$not_lf"; return 1; }
+}
+
+# A `# syntax=` line makes every build fetch a BuildKit frontend image from a registry.
+builds_without_a_registry() {
+  ! grep -qi '^# *syntax *=' "$ROOT/Dockerfile"
+}
+
+check_line_endings() {
+  step "line endings, and a Dockerfile built by the engine's own BuildKit"
+  check "every tracked file checks out with LF line endings (.gitattributes)" every_file_checks_out_with_lf
+  check "the Dockerfile names no frontend image (# syntax=)" builds_without_a_registry
 }
 
 compose_config() { # env-file compose-file [compose options...]
@@ -170,6 +190,7 @@ main() {
   require_tools
   lint_dockerfile
   lint_shell_scripts
+  check_line_endings
   validate_compose_files
   run_plan_test
   validate_cloud_init
