@@ -63,6 +63,22 @@ async fn ready_again(service: &str, readiness: &shared::readiness::Readiness) {
     .await;
 }
 
+/// Waits (at most 60 s) until `consumer` has applied 50 more changes than now.
+async fn applies_more(consumer: &TestConsumer, when: &str) {
+    let recorded = consumer.store.events_recorded().await.unwrap_or_default();
+    eventually(
+        &format!("the consumer to apply more changes {when}"),
+        Duration::from_secs(60),
+        || async {
+            match consumer.store.events_recorded().await {
+                Ok(now) if now >= recorded + 50 => Ok(()),
+                other => Err(other),
+            }
+        },
+    )
+    .await;
+}
+
 /// The cluster (this test's turn with it), both services on it, posts streaming in and the
 /// first 50 accepted; `None` when no cluster is configured.
 struct Running {
@@ -160,23 +176,7 @@ async fn losing_the_node_of_the_producer_then_of_the_consumer_loses_no_accepted_
             )
             .await;
         // Both at work again while the node is still down: so on another node.
-        let recorded = run
-            .consumer
-            .store
-            .events_recorded()
-            .await
-            .unwrap_or_default();
-        eventually(
-            "the consumer to apply more changes with the node down",
-            Duration::from_secs(30),
-            || async {
-                match run.consumer.store.events_recorded().await {
-                    Ok(now) if now >= recorded + 50 => Ok(()),
-                    other => Err(other),
-                }
-            },
-        )
-        .await;
+        applies_more(&run.consumer, "with the node down").await;
         ready_again("producer", &run.producer.readiness).await;
         ready_again("consumer", &run.consumer.readiness).await;
         down.restore().await;
@@ -243,18 +243,7 @@ async fn a_node_cut_off_from_the_others_takes_no_change_and_nothing_accepted_is_
         },
     )
     .await;
-    let recorded = run.consumer.store.events_recorded().await.unwrap_or(0);
-    eventually(
-        "the consumer to apply changes while the node is cut off",
-        Duration::from_secs(60),
-        || async {
-            match run.consumer.store.events_recorded().await {
-                Ok(now) if now >= recorded + 50 => Ok(()),
-                other => Err(other),
-            }
-        },
-    )
-    .await;
+    applies_more(&run.consumer, "while the node is cut off").await;
     assert!(
         minority_stream.count(StatusCode::ACCEPTED, "").await <= accepted_by_the_minority,
         "the minority side took changes while cut off"
