@@ -94,6 +94,13 @@ impl PostStream {
             .count()
     }
 
+    /// Waits (as [`Self::at_least`]) until `n` more posts than now got 202.
+    pub async fn accepts_more(&self, what: &str, n: usize) {
+        let accepted = self.count(StatusCode::ACCEPTED, "").await;
+        self.at_least(what, StatusCode::ACCEPTED, "", accepted + n)
+            .await;
+    }
+
     /// How many posts so far got anything but 202.
     pub async fn refused(&self) -> usize {
         self.posted

@@ -126,14 +126,8 @@ async fn losing_the_node_that_leads_the_work_queue_mid_stream_loses_no_accepted_
 
     let leader = run.cluster.leader_of(&run.env.queue).await;
     let down = ClusterFault::kill(&run.cluster, leader).await;
-    let accepted_before = run.stream.count(StatusCode::ACCEPTED, "").await;
     run.stream
-        .at_least(
-            "changes accepted with the leader's node down",
-            StatusCode::ACCEPTED,
-            "",
-            accepted_before + 100,
-        )
+        .accepts_more("changes accepted with the leader's node down", 100)
         .await;
     let posted = run.stream.stop().await;
     ready_again("consumer", &run.consumer.readiness).await;
@@ -166,13 +160,10 @@ async fn losing_the_node_of_the_producer_then_of_the_consumer_loses_no_accepted_
     ] {
         let node = run.cluster.node_of_connection(&connection).await;
         let down = ClusterFault::kill(&run.cluster, node).await;
-        let accepted = run.stream.count(StatusCode::ACCEPTED, "").await + 100;
         run.stream
-            .at_least(
+            .accepts_more(
                 &format!("changes accepted with the {service}'s node down"),
-                StatusCode::ACCEPTED,
-                "",
-                accepted,
+                100,
             )
             .await;
         // Both at work again while the node is still down: so on another node.
@@ -221,14 +212,8 @@ async fn a_node_cut_off_from_the_others_takes_no_change_and_nothing_accepted_is_
     let partition = ClusterFault::partition(&run.cluster, cut_off).await;
     // A post already confirmed when the partition began may still be answered 202.
     let accepted_by_the_minority = minority_stream.count(StatusCode::ACCEPTED, "").await + 1;
-    let accepted = run.stream.count(StatusCode::ACCEPTED, "").await;
     run.stream
-        .at_least(
-            "the majority to go on accepting changes",
-            StatusCode::ACCEPTED,
-            "",
-            accepted + 100,
-        )
+        .accepts_more("the majority to go on accepting changes", 100)
         .await;
     eventually(
         "the minority's node to pause",
@@ -255,14 +240,8 @@ async fn a_node_cut_off_from_the_others_takes_no_change_and_nothing_accepted_is_
 
     partition.restore().await;
     ready_again("producer of the minority", &minority.readiness).await;
-    let accepted_by_the_minority = minority_stream.count(StatusCode::ACCEPTED, "").await;
     minority_stream
-        .at_least(
-            "the healed node's producer to accept again",
-            StatusCode::ACCEPTED,
-            "",
-            accepted_by_the_minority + 20,
-        )
+        .accepts_more("the healed node's producer to accept again", 20)
         .await;
     let (posted, posted_to_the_minority) = (run.stream.stop().await, minority_stream.stop().await);
     run.consumer.caught_up(&run.env).await;
@@ -283,14 +262,8 @@ async fn losing_the_node_that_leads_the_work_queue_while_changes_hop_back_from_r
         return;
     };
     let fault = StoreFault::reject_every_change(&run.env.database_url(&run.env.queue)).await;
-    let accepted = run.stream.count(StatusCode::ACCEPTED, "").await;
     run.stream
-        .at_least(
-            "changes accepted that cannot be applied yet",
-            StatusCode::ACCEPTED,
-            "",
-            accepted + 100,
-        )
+        .accepts_more("changes accepted that cannot be applied yet", 100)
         .await;
     let retry_queues: Vec<String> = e2e::env::TEST_RETRY_DELAYS_MS
         .iter()
@@ -317,14 +290,8 @@ async fn losing_the_node_that_leads_the_work_queue_while_changes_hop_back_from_r
 
     let leader = run.cluster.leader_of(&run.env.queue).await;
     let down = ClusterFault::kill(&run.cluster, leader).await;
-    let accepted = run.stream.count(StatusCode::ACCEPTED, "").await;
     run.stream
-        .at_least(
-            "changes accepted with the node down",
-            StatusCode::ACCEPTED,
-            "",
-            accepted + 100,
-        )
+        .accepts_more("changes accepted with the node down", 100)
         .await;
     ready_again("consumer", &run.consumer.readiness).await;
     fault.heal().await;
