@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# README's walkthrough, run against a running `docker compose` stack, step by step: prints what
-# a user would see and stops at the first difference from what README says.
+# README's walkthrough and the patterns of docs/sync-or-async.md, run against a running
+# `docker compose` stack, step by step: prints what a user would see and stops at the first
+# difference from what those pages say.
 #
 #   docker compose up --build --wait && deploy/local/walkthrough.sh
 #
