@@ -51,7 +51,7 @@ export RUST_LOG=warn
 # The HTTP runs keep what they publish in the load queue (purged between runs): make room.
 export QUEUE_MAX_LENGTH=10000000
 # The run's queues, for every tool alike. Classic unless asked, so that runs stay comparable
-# with the recorded ones; the services' own default is quorum (README, "Quorum queues").
+# with the recorded ones; the services' own default is quorum (docs/quorum-queues.md).
 export QUEUE_TYPE=${QUEUE_TYPE:-classic}
 export RETRY_DELAYS_MS=1000,5000,30000,120000
 BIN="$ROOT/target/release"
@@ -332,7 +332,7 @@ run_consumer_drain() {
     applied=$(python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM applied_events").fetchone()[0])' "$WORK/consumer.db")
     for queue in $(all_queues | tr ',' ' '); do
         # The alternate exchange's queue is not where the consumer sets messages aside (and
-        # as a quorum queue it always holds one placeholder: README, "Quorum queues").
+        # as a quorum queue it always holds one placeholder: docs/quorum-queues.md).
         if [[ $queue == "$DRAIN_QUEUE".* && $queue != "$DRAIN_EXCHANGE.unroutable" ]]; then
             set_aside=$((set_aside + $(QUEUE="$queue" "$BIN/bench-queue" depth)))
         fi

@@ -387,11 +387,11 @@ impl Topology {
         Ok(Some(if of_other_type {
             format!(
                 "queue {name:?} is a {other} queue, not {configured} (QUEUE_TYPE={configured}), \
-                 so it is used as it is{}. To make it a {configured} queue, follow README's \
-                 \"Changing the queue type\": stop the producers, let the consumers drain \
-                 {work:?}, move aside what {dlq:?} holds, delete both (`rabbitmqctl \
-                 delete_queue {work}`, and the same for {dlq}) and restart the services, which \
-                 declare them again; or keep it with QUEUE_TYPE={other}.",
+                 so it is used as it is{}. To make it a {configured} queue, follow \
+                 \"Changing the queue type\" in docs/quorum-queues.md: stop the producers, let \
+                 the consumers drain {work:?}, move aside what {dlq:?} holds, delete both \
+                 (`rabbitmqctl delete_queue {work}`, and the same for {dlq}) and restart the \
+                 services, which declare them again; or keep it with QUEUE_TYPE={other}.",
                 if other == QueueType::Classic {
                     ": on one node, not replicated"
                 } else {

@@ -1,5 +1,5 @@
 //! Quorum queues by default, and the way from a classic queue left by an earlier version:
-//! kept and used with advice, then changed by the steps README gives.
+//! kept and used with advice, then changed by the steps docs/quorum-queues.md gives.
 
 use e2e::{
     TestConsumer, TestEnv, TestProducer,
@@ -87,7 +87,8 @@ async fn a_classic_queue_from_an_earlier_version_is_used_with_advice_then_change
         .await;
     env.depth_becomes(&dlq, 1).await;
 
-    // README's steps: stop the producers, let the consumers drain, delete, restart.
+    // The steps of docs/quorum-queues.md: stop the producers, let the consumers drain,
+    // delete, restart.
     producer.stop().await;
     env.depth_becomes(&env.queue, 0).await;
     consumer.stop().await;
