@@ -63,6 +63,40 @@ impl StoreFault {
     }
 }
 
+/// While it exists, the consumer's SQLite database is locked for writing (a transaction of
+/// the test's holds it), so the consumer's next commit waits in SQLite's busy handler, as it
+/// would behind a long write of another process. Tests use it to hold a batch in the store
+/// while more deliveries arrive, so that they reach the consumer together.
+#[derive(Debug)]
+pub struct StoreWriteLock {
+    connection: sqlx::pool::PoolConnection<sqlx::Sqlite>,
+    pool: SqlitePool,
+}
+
+impl StoreWriteLock {
+    pub async fn take(database_url: &str) -> Self {
+        let pool = SqlitePool::connect(database_url)
+            .await
+            .unwrap_or_else(|error| panic!("cannot open the consumer's database: {error}"));
+        let mut connection = pool.acquire().await.unwrap();
+        connection
+            .execute("BEGIN IMMEDIATE")
+            .await
+            .unwrap_or_else(|error| panic!("cannot lock the consumer's database: {error}"));
+        Self { connection, pool }
+    }
+
+    /// Ends the transaction: the waiting commit goes ahead.
+    pub async fn release(mut self) {
+        self.connection
+            .execute("ROLLBACK")
+            .await
+            .unwrap_or_else(|error| panic!("cannot unlock the consumer's database: {error}"));
+        drop(self.connection);
+        self.pool.close().await;
+    }
+}
+
 /// A TCP proxy in front of the broker that can go silent: while frozen it forwards
 /// nothing, in either direction, but keeps every connection open — a dead network path,
 /// which only heartbeats can reveal.

@@ -6,7 +6,7 @@ use e2e::{
     TestConsumer, TestEnv, TestProducer, address_changed, assert_unavailable,
     broker::close_connections_named,
     change_of_address, eventually,
-    faults::{FullQueue, SilentLink, StoreFault},
+    faults::{FullQueue, SilentLink, StoreFault, StoreWriteLock},
 };
 use reqwest::StatusCode;
 use shared::{amqp::BrokerAddress, readiness::Status};
@@ -396,16 +396,31 @@ async fn when_a_move_to_the_dead_letter_queue_is_refused_what_was_moved_before_i
         .stop()
         .await;
     let dlq = format!("{}.dlq", env.queue);
-    // Queued before the consumer starts, so that they reach it in one batch.
-    for poison in [&b"{first poison"[..], b"{second poison"] {
-        env.publish_raw("address.changed.pr", poison, Default::default())
-            .await;
-    }
     // Room for the first in the dead-letter queue, not for the second: the second move is
     // refused, the subscription ends and the unsettled part of the batch comes back.
     let full = FullQueue::at_most(&env, &dlq, 1);
 
+    // The two poison messages must reach the consumer in one batch. A batch takes what has
+    // arrived when the one before it ends, so the consumer is held in its store with a good
+    // change while both are delivered, then let go.
+    let lock = StoreWriteLock::take(&env.database_url(&env.queue)).await;
     let consumer = TestConsumer::start(env.consumer_config()).await;
+    env.publish_event(&address_changed(
+        "C-1",
+        "1 New Road",
+        "PR1 2HE",
+        "2026-01-01",
+    ))
+    .await;
+    env.depth_becomes(&env.queue, 0).await;
+    for poison in [&b"{first poison"[..], b"{second poison"] {
+        env.publish_raw("address.changed.pr", poison, Default::default())
+            .await;
+    }
+    // Both delivered (the prefetch window is 32), while C-1's batch waits for the lock.
+    env.depth_becomes(&env.queue, 0).await;
+    lock.release().await;
+    consumer.shows("C-1").await;
     env.depth_becomes(&dlq, 1).await;
     // The consumer has been ready and moved the first: from now on, only the refused move
     // of the second can make it not ready (it resubscribes, and is refused again, until
