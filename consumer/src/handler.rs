@@ -1,14 +1,15 @@
 //! Processing: decode each message and apply the changes to the store.
 
 use crate::{
-    outcome::{Outcome, Unappliable},
+    outcome::{Outcome, Transient, Unappliable},
     store::{Applied, Store},
 };
-use shared::{domain::CustomerId, event::AddressChanged};
+use shared::{domain::CustomerId, event::AddressChanged, sync_api::RecordedAs};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// How one message was handled, with what the log line needs to say about it.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub struct Processed {
     pub outcome: Outcome,
     /// Known when the body decoded.
@@ -33,7 +34,7 @@ pub async fn process(store: &Store, bodies: &[&[u8]]) -> Vec<Processed> {
             Ok(event) => Processed {
                 outcome: outcomes
                     .next()
-                    .unwrap_or_else(|| Outcome::Retry("no result for this change".into())),
+                    .unwrap_or(Outcome::Retry(Transient::NoResult)),
                 event: Some((event.event_id, event.customer_id.clone())),
             },
             Err(reason) => Processed {
@@ -42,6 +43,14 @@ pub async fn process(store: &Store, bodies: &[&[u8]]) -> Vec<Processed> {
             },
         })
         .collect()
+}
+
+/// [`process`] for one body: the synchronous path's.
+pub async fn process_one(store: &Store, body: &[u8]) -> Processed {
+    process(store, &[body])
+        .await
+        .pop()
+        .unwrap_or_else(|| unreachable!("process answers once per body"))
 }
 
 async fn apply(store: &Store, events: &[&AddressChanged]) -> Vec<Outcome> {
@@ -60,12 +69,12 @@ async fn apply(store: &Store, events: &[&AddressChanged]) -> Vec<Outcome> {
             for event in events {
                 outcomes.push(match store.apply(&[event]).await {
                     Ok(mut applied) => settle(event, applied.remove(0)),
-                    Err(error) => Outcome::Retry(error.to_string()),
+                    Err(error) => Outcome::Retry(Transient::Store(Arc::new(error))),
                 });
             }
             outcomes
         }
-        Err(error) => vec![Outcome::Retry(error.to_string()); events.len()],
+        Err(error) => vec![Outcome::Retry(Transient::Store(Arc::new(error))); events.len()],
     }
 }
 
@@ -76,6 +85,8 @@ fn settle(event: &AddressChanged, applied: Applied) -> Outcome {
         Applied::KeyReused => Outcome::DeadLetter(Unappliable::KeyReused {
             event_id: event.event_id,
         }),
-        applied => Outcome::Ack(applied),
+        Applied::Updated => Outcome::Ack(RecordedAs::Updated),
+        Applied::Superseded => Outcome::Ack(RecordedAs::Superseded),
+        Applied::Duplicate => Outcome::Ack(RecordedAs::Duplicate),
     }
 }

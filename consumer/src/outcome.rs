@@ -1,14 +1,14 @@
 //! The three ways a delivery can end, and the one place that tells the broker.
 
-use crate::store::Applied;
+use crate::store::StoreError;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection,
     message::Delivery,
     options::{BasicAckOptions, ConfirmSelectOptions},
     types::{AMQPValue, FieldTable, LongString, ShortString},
 };
-use shared::topology::WorkQueue;
-use std::time::Duration;
+use shared::{sync_api::RecordedAs, topology::WorkQueue};
+use std::{sync::Arc, time::Duration};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
 
@@ -25,16 +25,28 @@ pub const ORIGINAL_ROUTING_KEY_HEADER: &str = "x-original-routing-key";
 pub const DEAD_LETTERED_AT_HEADER: &str = "x-dead-lettered-at";
 
 /// What processing decided should happen to a delivery.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone)]
 pub enum Outcome {
     /// The change is committed (or was already): remove the message from the queue.
-    Ack(Applied),
+    Ack(RecordedAs),
     /// Processing failed for a reason that may pass (database unavailable): try again
     /// after a delay, up to the attempt limit.
-    Retry(String),
+    Retry(Transient),
     /// The message can never be applied: move it aside at once so the rest of the queue
     /// keeps flowing.
     DeadLetter(Unappliable),
+}
+
+/// Why a change was not applied this time, for a reason that may pass.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum Transient {
+    /// The store failed: unavailable, locked, out of space. Shared, because one failed
+    /// batch is the reason of each of its changes.
+    #[error("{0}")]
+    Store(Arc<StoreError>),
+    /// The store answered for fewer changes than it was given (a bug, not a fault).
+    #[error("the store returned no result for this change")]
+    NoResult,
 }
 
 /// Why a message can never be applied, however often it is delivered.
@@ -67,7 +79,7 @@ impl Unappliable {
 /// What settling did, for the log line.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Settled {
-    Acked(Applied),
+    Acked(RecordedAs),
     /// Sent to a retry queue; back in the work queue after `delay`.
     RetryScheduled {
         attempt: u32,
@@ -84,7 +96,7 @@ pub enum Settled {
 impl Settled {
     pub fn label(&self) -> &'static str {
         match self {
-            Self::Acked(applied) => applied.as_str(),
+            Self::Acked(recorded) => recorded.as_str(),
             Self::RetryScheduled { .. } => "retry-scheduled",
             Self::DeadLettered { .. } => "dead-lettered",
         }
@@ -182,7 +194,7 @@ impl Settler {
         outcome: Outcome,
     ) -> Result<Settled, SettleError> {
         let settled = match outcome {
-            Outcome::Ack(applied) => Settled::Acked(applied),
+            Outcome::Ack(recorded) => Settled::Acked(recorded),
             Outcome::Retry(error) => {
                 let retries = retry_count(&delivery.properties);
                 let attempt = retries + 1;
@@ -198,7 +210,7 @@ impl Settler {
                     let queue = self.queue.retry_queue(delay);
                     let mut headers = headers_of(&delivery.properties);
                     headers.insert(RETRY_COUNT_HEADER.into(), AMQPValue::LongUInt(attempt));
-                    headers.insert(LAST_ERROR_HEADER.into(), long_string(&error));
+                    headers.insert(LAST_ERROR_HEADER.into(), long_string(&error.to_string()));
                     headers.insert(
                         ORIGINAL_ROUTING_KEY_HEADER.into(),
                         long_string(&original_routing_key(delivery)),

@@ -4,7 +4,7 @@
 
 use crate::{
     handler, metrics as metric,
-    outcome::{Settled, Settler, original_routing_key},
+    outcome::{SettleError, Settled, Settler, original_routing_key},
     store::Store,
 };
 use futures_util::{FutureExt, Stream, StreamExt};
@@ -47,7 +47,22 @@ enum Ended {
     /// Shutdown was requested; in-flight work is settled.
     Stopped,
     /// The connection or channel failed, or the broker cancelled the subscription.
-    Lost(String),
+    Lost(Lost),
+}
+
+/// How a subscription was lost. Each ends in a reconnect; the unsettled deliveries come back.
+#[derive(Debug, thiserror::Error)]
+enum Lost {
+    #[error("the connection failed: {0}")]
+    Connection(lapin::Error),
+    #[error("the connection closed")]
+    Closed,
+    #[error("the delivery stream failed: {0}")]
+    Delivery(lapin::Error),
+    #[error("the broker cancelled the subscription")]
+    Cancelled,
+    #[error("a delivery could not be settled: {0}")]
+    Settle(#[from] SettleError),
 }
 
 /// Runs until `stop` is cancelled. In-flight messages are processed and settled before it
@@ -170,16 +185,16 @@ async fn consume(
             biased;
             () = stop.cancelled() => return Ended::Stopped,
             event = events.next() => match event {
-                Some(ConnectionEvent::Lost(error)) => return Ended::Lost(error.to_string()),
-                None => return Ended::Lost("connection closed".into()),
+                Some(ConnectionEvent::Lost(error)) => return Ended::Lost(Lost::Connection(error)),
+                None => return Ended::Lost(Lost::Closed),
                 Some(_) => continue,
             },
             delivery = consumer.next() => delivery,
         };
         let first = match first {
             Some(Ok(delivery)) => delivery,
-            Some(Err(error)) => return Ended::Lost(error.to_string()),
-            None => return Ended::Lost("the broker cancelled the subscription".into()),
+            Some(Err(error)) => return Ended::Lost(Lost::Delivery(error)),
+            None => return Ended::Lost(Lost::Cancelled),
         };
         // Whatever else has already arrived joins the batch; nothing waits for more.
         let mut batch = vec![first];
@@ -188,18 +203,18 @@ async fn consume(
             match consumer.next().now_or_never() {
                 Some(Some(Ok(delivery))) => batch.push(delivery),
                 Some(Some(Err(error))) => {
-                    interrupted = Some(error.to_string());
+                    interrupted = Some(Lost::Delivery(error));
                     break;
                 }
                 Some(None) => {
-                    interrupted = Some("the broker cancelled the subscription".into());
+                    interrupted = Some(Lost::Cancelled);
                     break;
                 }
                 None => break,
             }
         }
-        if let Err(reason) = process_batch(store, settler, &batch).await {
-            return Ended::Lost(reason);
+        if let Err(error) = process_batch(store, settler, &batch).await {
+            return Ended::Lost(error.into());
         }
         if let Some(reason) = interrupted {
             return Ended::Lost(reason);
@@ -211,7 +226,11 @@ async fn consume(
 /// (the broker went away) ends the subscription: it and the rest of the batch stay unacked
 /// (what was settled before it is acked if the broker still allows) and come back, and the
 /// store's record of applied ids makes the second pass a no-op.
-async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> Result<(), String> {
+async fn process_batch(
+    store: &Store,
+    settler: &Settler,
+    batch: &[Delivery],
+) -> Result<(), SettleError> {
     metrics::counter!(metric::DELIVERIES_RECEIVED).increment(batch.len() as u64);
 
     let started = Instant::now();
@@ -229,7 +248,7 @@ async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> 
         Ok(settled) => settled,
         Err(error) => {
             tracing::warn!(%error, batch = batch.len(), "Could not settle a batch; its deliveries will be redelivered.");
-            return Err(error.to_string());
+            return Err(error);
         }
     };
     for ((delivery, event), settled) in batch.iter().zip(&events).zip(&settled) {
@@ -247,8 +266,9 @@ async fn process_batch(store: &Store, settler: &Settler, batch: &[Delivery]) -> 
 
 fn count(settled: &Settled) {
     match settled {
-        Settled::Acked(applied) => {
-            metrics::counter!(metric::DELIVERIES_ACKED, "outcome" => applied.as_str()).increment(1);
+        Settled::Acked(recorded) => {
+            metrics::counter!(metric::DELIVERIES_ACKED, "outcome" => recorded.as_str())
+                .increment(1);
         }
         Settled::RetryScheduled { .. } => {
             metrics::counter!(metric::DELIVERIES_RETRIED).increment(1);

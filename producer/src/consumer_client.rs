@@ -5,8 +5,11 @@
 //! consumer being up, fast and healthy at the moment of the request, and on knowing its
 //! address. When it is not, the change is not recorded and the client must retry.
 
-use serde::Deserialize;
-use shared::event::AddressChanged;
+use shared::{
+    event::AddressChanged,
+    http::ErrorBody,
+    sync_api::{self, ChangeRecorded, KEY_REUSED_CODE},
+};
 use std::time::Duration;
 
 /// Why the consumer did not record a change. Each becomes a 5xx whose message says so.
@@ -27,20 +30,6 @@ pub enum SyncError {
     Failed { status: u16, message: String },
 }
 
-/// The error code with which the consumer refuses an event id it applied from another
-/// request.
-const KEY_REUSED_CODE: &str = "idempotency_key_reused";
-
-/// What the consumer answered when it recorded the change.
-#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
-pub struct Recorded {
-    /// `updated`, `superseded` (recorded; a later change stays current) or `duplicate`.
-    pub outcome: String,
-    /// True unless it had been recorded before.
-    #[serde(skip)]
-    pub newly: bool,
-}
-
 /// Cheap to clone; keeps its connections to the consumer open between requests.
 #[derive(Debug, Clone)]
 pub struct ConsumerClient {
@@ -53,13 +42,13 @@ impl ConsumerClient {
     pub fn new(base_url: &str, timeout: Duration) -> Self {
         Self {
             http: reqwest::Client::new(),
-            endpoint: format!("{}/api/v1/address-changes", base_url.trim_end_matches('/')),
+            endpoint: format!("{}{}", base_url.trim_end_matches('/'), sync_api::PATH),
             timeout,
         }
     }
 
     /// Sends `event` and waits, at most the timeout, for the consumer to record it.
-    pub async fn record(&self, event: &AddressChanged) -> Result<Recorded, SyncError> {
+    pub async fn record(&self, event: &AddressChanged) -> Result<ChangeRecorded, SyncError> {
         let response = self
             .http
             .post(&self.endpoint)
@@ -71,24 +60,19 @@ impl ConsumerClient {
             .map_err(|error| self.classify(&error))?;
         let status = response.status();
         if status.is_success() {
-            let mut recorded: Recorded = response
-                .json()
-                .await
-                .map_err(|error| self.classify(&error))?;
-            recorded.newly = status == reqwest::StatusCode::CREATED;
-            return Ok(recorded);
+            return response.json().await.map_err(|error| self.classify(&error));
         }
-        let body: serde_json::Value = response.json().await.unwrap_or_default();
-        if body["error"]["code"] == KEY_REUSED_CODE {
-            return Err(SyncError::KeyReused);
+        match response.json::<ErrorBody>().await {
+            Ok(body) if body.error.code == KEY_REUSED_CODE => Err(SyncError::KeyReused),
+            Ok(body) => Err(SyncError::Failed {
+                status: status.as_u16(),
+                message: body.error.message,
+            }),
+            Err(_) => Err(SyncError::Failed {
+                status: status.as_u16(),
+                message: "no details".to_owned(),
+            }),
         }
-        Err(SyncError::Failed {
-            status: status.as_u16(),
-            message: body["error"]["message"]
-                .as_str()
-                .unwrap_or("no details")
-                .to_owned(),
-        })
     }
 
     fn classify(&self, error: &reqwest::Error) -> SyncError {

@@ -11,6 +11,7 @@ pub mod metrics;
 pub mod queue_stats;
 pub mod readiness;
 pub mod shutdown;
+pub mod sync_api;
 pub mod telemetry;
 pub mod topology;
 pub mod trace_context;

@@ -4,7 +4,7 @@
 //! dead-lettered by the consumer, saying why, beyond that.
 
 use e2e::{TestConsumer, TestEnv, TestProducer, change_of_address, eventually};
-use producer::routes::{Accepted, Applied};
+use producer::routes::{Accepted, RecordedByConsumer};
 use reqwest::StatusCode;
 use shared::http::ErrorBody;
 use std::time::Duration;
@@ -212,7 +212,7 @@ async fn on_the_sync_path_the_consumer_refuses_a_key_reused_where_the_producer_c
         .post_sync_change(&change_of_address("C-50", "PR1 2HE"), Some("k2"))
         .await;
     assert_eq!(first.status(), StatusCode::CREATED);
-    let first: Applied = first.json().await.unwrap();
+    let first: RecordedByConsumer = first.json().await.unwrap();
     let reused = refused_as_reused(
         replica_b
             .post_sync_change(&another_change("C-50"), Some("k2"))

@@ -5,7 +5,7 @@ use e2e::{
     TestConsumer, TestEnv, TestProducer, address_changed, change_of_address, faults::StoreFault,
     postgres::TestDatabase,
 };
-use producer::routes::{Accepted, Applied};
+use producer::routes::{Accepted, RecordedByConsumer};
 use reqwest::StatusCode;
 use shared::http::ErrorBody;
 use std::time::Duration;
@@ -22,7 +22,7 @@ async fn with_the_consumer_up_the_sync_path_answers_once_the_change_is_visible()
         .post_sync_change(&change_of_address("C-1", "pr12he"), Some("sync-1"))
         .await;
     assert_eq!(response.status(), StatusCode::CREATED);
-    let applied: Applied = response.json().await.unwrap();
+    let applied: RecordedByConsumer = response.json().await.unwrap();
     assert_eq!(
         (applied.status.as_str(), applied.outcome.as_str()),
         ("applied", "updated")
@@ -38,7 +38,7 @@ async fn with_the_consumer_up_the_sync_path_answers_once_the_change_is_visible()
         .post_sync_change(&change_of_address("C-1", "pr12he"), Some("sync-1"))
         .await;
     assert_eq!(retry.status(), StatusCode::OK, "a retry is recognised");
-    let retried: Applied = retry.json().await.unwrap();
+    let retried: RecordedByConsumer = retry.json().await.unwrap();
     assert_eq!(
         (retried.event_id, retried.outcome.as_str()),
         (applied.event_id, "duplicate")

@@ -5,7 +5,7 @@ mod queue_view;
 mod sync_address_changes;
 
 pub use address_changes::{Accepted, AddressChangeRequest};
-pub use sync_address_changes::Applied;
+pub use sync_address_changes::RecordedByConsumer;
 
 use crate::{
     consumer_client::ConsumerClient, error::ApiError, idempotency::RecentKeys, publisher::Publisher,

@@ -8,6 +8,7 @@ use crate::{
 };
 use axum::{Json, extract::State, http::StatusCode};
 use serde::{Deserialize, Serialize};
+use shared::sync_api::RecordedAs;
 use std::sync::Arc;
 use uuid::Uuid;
 
@@ -15,12 +16,12 @@ use super::AddressChangeRequest;
 
 /// The 200/201 body: the consumer has recorded the change.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Applied {
+pub struct RecordedByConsumer {
     pub event_id: Uuid,
     /// Always `applied`.
     pub status: String,
     /// `updated`, `superseded` or `duplicate`, as the consumer reported it.
-    pub outcome: String,
+    pub outcome: RecordedAs,
 }
 
 /// 201 when the consumer recorded the change now, 200 when it had already (a retry with
@@ -31,19 +32,19 @@ pub async fn create(
     _place: InFlight,
     key: Option<IdempotencyKey>,
     JsonBody(request): JsonBody<AddressChangeRequest>,
-) -> Result<(StatusCode, Json<Applied>), ApiError> {
+) -> Result<(StatusCode, Json<RecordedByConsumer>), ApiError> {
     let event = new_event(request, key.as_ref(), &state.recent_keys)?;
     match state.consumer.record(&event).await {
         Ok(recorded) => {
-            tracing::info!(event_id = %event.event_id, customer_id = %event.customer_id, outcome = recorded.outcome, "Change recorded by the consumer.");
-            let status = if recorded.newly {
+            tracing::info!(event_id = %event.event_id, customer_id = %event.customer_id, outcome = recorded.outcome.as_str(), "Change recorded by the consumer.");
+            let status = if recorded.outcome.is_new() {
                 StatusCode::CREATED
             } else {
                 StatusCode::OK
             };
             Ok((
                 status,
-                Json(Applied {
+                Json(RecordedByConsumer {
                     event_id: event.event_id,
                     status: "applied".to_owned(),
                     outcome: recorded.outcome,
