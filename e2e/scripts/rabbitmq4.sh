@@ -243,6 +243,7 @@ case "${1:-}" in
   env)
     echo "export AMQP_ADDR='amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f'"
     echo "export TEST_RABBITMQCTL='$SELF ctl'"
+    echo "export TEST_MANAGEMENT_URL='http://guest:guest@127.0.0.1:$MANAGEMENT_PORT'"
     ;;
   ctl) shift; ctl "$@" ;;
   *) sed -n '2,33p' "$0" >&2; exit 2 ;;

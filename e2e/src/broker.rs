@@ -20,6 +20,14 @@ const CONTAINER_NAME: &str = "change-of-circumstances-test-rabbitmq";
 /// Set when the tests' broker is the container above, so `rabbitmqctl` runs inside it.
 static IN_CONTAINER: AtomicBool = AtomicBool::new(false);
 
+/// The management API of the tests' broker, from `TEST_MANAGEMENT_URL`
+/// (`http://user:password@host:port`; `e2e/scripts/rabbitmq4.sh env` sets it), if it has one.
+pub fn management_url() -> Option<String> {
+    std::env::var("TEST_MANAGEMENT_URL")
+        .ok()
+        .filter(|url| !url.is_empty())
+}
+
 /// The AMQP URI of the broker the tests run against. Panics, saying what to do, when there
 /// is none to be had.
 pub fn broker_uri() -> String {

@@ -33,8 +33,9 @@ pub struct BrokerConfig {
     pub reconnect_max_delay_secs: u64,
 
     /// Base URL of RabbitMQ's management API with credentials
-    /// (`http://user:password@host:15672`). When set, queue depths include messages
-    /// delivered but not yet acked; otherwise they come from passive declares (ready only).
+    /// (`http://user:password@host:15672`). When set, the queue view and gauges add
+    /// messages delivered but not yet acked and the in/out rates; the depth always comes
+    /// from passive declares.
     #[arg(long, env = "MANAGEMENT_URL", hide_env_values = true)]
     pub management_url: Option<secrecy::SecretString>,
 
@@ -49,19 +50,20 @@ impl BrokerConfig {
         Duration::from_secs(self.reconnect_max_delay_secs)
     }
 
-    /// Where queue depths are read from: the management API if configured, else passive
-    /// declares on a connection named `<connection name>:monitor`.
+    /// Where queue depths are read from: passive declares on a connection named
+    /// `<connection name>:monitor`, and the management API too if configured.
     pub fn queue_stats_source(&self, connection_name: &str) -> crate::queue_stats::Source {
         use secrecy::ExposeSecret;
-        match &self.management_url {
-            Some(url) => crate::queue_stats::Source::Management {
-                url: url.expose_secret().to_owned(),
-                vhost: self.amqp_addr.vhost().to_owned(),
-            },
-            None => crate::queue_stats::Source::Amqp {
-                broker: self.amqp_addr.clone(),
-                connection_name: format!("{connection_name}:monitor"),
-            },
+        crate::queue_stats::Source {
+            broker: self.amqp_addr.clone(),
+            connection_name: format!("{connection_name}:monitor"),
+            management: self
+                .management_url
+                .as_ref()
+                .map(|url| crate::queue_stats::Management {
+                    url: url.expose_secret().to_owned(),
+                    vhost: self.amqp_addr.vhost().to_owned(),
+                }),
         }
     }
 

@@ -1,10 +1,13 @@
 //! How full the queues are, sampled from the broker once a second: for the producer's live
 //! queue view and for both services' queue-depth gauges.
 //!
-//! Without a management URL the sampler uses a passive `queue.declare` on its own
-//! connection, which reports messages ready and consumers. With `MANAGEMENT_URL` it asks
-//! the management HTTP API, which also reports messages delivered but not yet acked, and
-//! the rates at which messages come in and go out.
+//! The depth and the consumers always come from a passive `queue.declare` on the
+//! sampler's own connection: the broker answers with the queue's state at that moment.
+//! With `MANAGEMENT_URL` the sampler also asks the management HTTP API for what only it
+//! knows: messages delivered but not yet acked, and the rates at which messages come in and
+//! go out. Those figures are the broker's statistics, refreshed every
+//! `collect_statistics_interval` (5 s by default), so they trail the depth; the depth
+//! itself is never read from them.
 //!
 //! The watch keeps the last [`HISTORY_LEN`] samples of each queue's depth, so that a page
 //! opened after the queue filled still shows it filling.
@@ -65,15 +68,20 @@ pub struct Snapshot {
 
 /// Where the numbers come from.
 #[derive(Debug, Clone)]
-pub enum Source {
-    /// Passive declares on a connection of the sampler's own.
-    Amqp {
-        broker: BrokerAddress,
-        connection_name: String,
-    },
-    /// `GET <url>/api/queues/<vhost>/<queue>` of the management plugin; the URL carries
-    /// the credentials (`http://user:password@host:15672`).
-    Management { url: String, vhost: String },
+pub struct Source {
+    /// Passive declares go here, on a connection of the sampler's own, named so.
+    pub broker: BrokerAddress,
+    pub connection_name: String,
+    /// The management API, when configured, for the unacked count and the rates.
+    pub management: Option<Management>,
+}
+
+/// `GET <url>/api/queues/<vhost>/<queue>` of the management plugin; the URL carries the
+/// credentials (`http://user:password@host:15672`).
+#[derive(Debug, Clone)]
+pub struct Management {
+    pub url: String,
+    pub vhost: String,
 }
 
 /// The messages ready in each queue at one moment (queues that do not exist are left out).
@@ -165,52 +173,41 @@ pub fn watch(
 ) -> QueueWatch {
     let watch = QueueWatch::default();
     let latest = watch.clone();
-    tokio::spawn(async move {
-        match source {
-            Source::Amqp {
-                broker,
-                connection_name,
-            } => {
-                sample_over_amqp(
-                    service,
-                    broker,
-                    connection_name,
-                    &queues,
-                    every,
-                    &latest,
-                    &stop,
-                )
-                .await;
-            }
-            Source::Management { url, vhost } => {
-                sample_over_http(service, &url, &vhost, &queues, every, &latest, &stop).await;
-            }
-        }
-    });
+    tokio::spawn(async move { sample(service, source, &queues, every, &latest, &stop).await });
     watch
 }
 
-async fn sample_over_amqp(
+async fn sample(
     service: &'static str,
-    broker: BrokerAddress,
-    connection_name: String,
+    source: Source,
     queues: &[String],
     every: Duration,
     latest: &QueueWatch,
     stop: &CancellationToken,
 ) {
-    let mut reconnector = Reconnector::new(broker, connection_name, Duration::from_secs(30));
+    let management = source.management.map(ManagementApi::new);
+    let label = if management.is_some() {
+        "amqp+management"
+    } else {
+        "amqp"
+    };
+    let mut reconnector = Reconnector::new(
+        source.broker,
+        source.connection_name,
+        Duration::from_secs(30),
+    );
     while let Some(connection) = reconnector.connect(stop).await {
         let mut channel: Option<Channel> = None;
-        loop {
-            if !connection.status().connected() {
-                break;
-            }
+        while connection.status().connected() {
             let mut stats = Vec::with_capacity(queues.len());
             for name in queues {
-                stats.push(declare_passively(&connection, &mut channel, name).await);
+                let declared = declare_passively(&connection, &mut channel, name).await;
+                stats.push(match &management {
+                    Some(api) => api.add_to(declared).await,
+                    None => declared,
+                });
             }
-            publish(service, latest, "amqp", stats);
+            publish(service, latest, label, stats);
             tokio::select! {
                 () = stop.cancelled() => {
                     crate::amqp::close(&connection, "sampler stopping").await;
@@ -250,48 +247,49 @@ async fn declare_passively(
     }
 }
 
-async fn sample_over_http(
-    service: &'static str,
-    url: &str,
-    vhost: &str,
-    queues: &[String],
-    every: Duration,
-    latest: &QueueWatch,
-    stop: &CancellationToken,
-) {
-    let http = reqwest::Client::builder()
-        .timeout(Duration::from_secs(2))
-        .build()
-        .unwrap_or_default();
-    let base = url.trim_end_matches('/');
-    loop {
-        let mut stats = Vec::with_capacity(queues.len());
-        for name in queues {
-            let endpoint = format!(
-                "{base}/api/queues/{}/{}",
-                percent_encode(vhost),
-                percent_encode(name)
-            );
-            let found: Option<serde_json::Value> = match http.get(&endpoint).send().await {
-                Ok(response) if response.status().is_success() => response.json().await.ok(),
-                _ => None,
-            };
-            stats.push(match found {
-                Some(queue) => from_management(name, &queue),
-                None => QueueStats::missing(name),
-            });
+struct ManagementApi {
+    http: reqwest::Client,
+    base: String,
+    vhost: String,
+}
+
+impl ManagementApi {
+    fn new(management: Management) -> Self {
+        Self {
+            http: reqwest::Client::builder()
+                .timeout(Duration::from_secs(2))
+                .build()
+                .unwrap_or_default(),
+            base: management.url.trim_end_matches('/').to_owned(),
+            vhost: management.vhost,
         }
-        publish(service, latest, "management", stats);
-        tokio::select! {
-            () = stop.cancelled() => return,
-            () = tokio::time::sleep(every) => {}
+    }
+
+    /// `declared` with the unacked count and the rates, when the API answers for it.
+    async fn add_to(&self, declared: QueueStats) -> QueueStats {
+        if !declared.exists {
+            return declared;
+        }
+        let endpoint = format!(
+            "{}/api/queues/{}/{}",
+            self.base,
+            percent_encode(&self.vhost),
+            percent_encode(&declared.name)
+        );
+        let found: Option<serde_json::Value> = match self.http.get(&endpoint).send().await {
+            Ok(response) if response.status().is_success() => response.json().await.ok(),
+            _ => None,
+        };
+        match found {
+            Some(queue) => with_management(declared, &queue),
+            None => declared,
         }
     }
 }
 
-/// A queue as `GET /api/queues/<vhost>/<name>` describes it. A queue nothing has passed
+/// `declared` with what `GET /api/queues/<vhost>/<name>` adds. A queue nothing has passed
 /// through yet has no `message_stats`: its rates are 0.
-fn from_management(name: &str, queue: &serde_json::Value) -> QueueStats {
+fn with_management(declared: QueueStats, queue: &serde_json::Value) -> QueueStats {
     let rate = |stat: &str| {
         Some(
             queue["message_stats"][stat]["rate"]
@@ -300,13 +298,10 @@ fn from_management(name: &str, queue: &serde_json::Value) -> QueueStats {
         )
     };
     QueueStats {
-        name: name.to_owned(),
-        exists: true,
-        messages_ready: queue["messages_ready"].as_u64(),
         messages_unacked: queue["messages_unacknowledged"].as_u64(),
-        consumers: queue["consumers"].as_u64(),
         publish_rate: rate("publish_details"),
         deliver_rate: rate("deliver_get_details"),
+        ..declared
     }
 }
 
@@ -398,20 +393,30 @@ mod tests {
         );
     }
 
+    fn declared(ready: u64, consumers: u64) -> QueueStats {
+        QueueStats {
+            exists: true,
+            messages_ready: Some(ready),
+            consumers: Some(consumers),
+            ..QueueStats::missing("work")
+        }
+    }
+
     #[test]
-    fn rates_come_from_the_management_api_and_are_zero_before_any_message() {
+    fn the_management_api_adds_the_unacked_count_and_rates_but_never_the_depth() {
+        // The API's figures trail the broker: its depth (7) is older than the declare's (9).
         let busy = serde_json::json!({
             "messages_ready": 7, "messages_unacknowledged": 2, "consumers": 1,
             "message_stats": {"publish_details": {"rate": 12.5}, "deliver_get_details": {"rate": 3.0}}
         });
-        let stats = from_management("work", &busy);
+        let stats = with_management(declared(9, 3), &busy);
         assert_eq!(
             (
                 stats.messages_ready,
                 stats.messages_unacked,
                 stats.consumers
             ),
-            (Some(7), Some(2), Some(1))
+            (Some(9), Some(2), Some(3))
         );
         assert_eq!(
             (stats.publish_rate, stats.deliver_rate),
@@ -420,7 +425,7 @@ mod tests {
 
         let idle =
             serde_json::json!({"messages_ready": 0, "messages_unacknowledged": 0, "consumers": 0});
-        let stats = from_management("work", &idle);
+        let stats = with_management(declared(0, 0), &idle);
         assert_eq!(
             (stats.publish_rate, stats.deliver_rate),
             (Some(0.0), Some(0.0))

@@ -58,3 +58,62 @@ async fn the_queue_view_reports_the_depth_read_from_the_broker() {
     assert!(page.text().await.unwrap().contains("/api/v1/queues"));
     producer.stop().await;
 }
+
+/// With the management API the view adds what only the API knows (unacked, rates), but its
+/// depth still comes from the broker at the moment of the sample: the API's own figures
+/// trail by its statistics interval (5 s by default, more for a quorum queue), which a user
+/// watching the queue fill would see as a view that lags.
+#[tokio::test]
+async fn with_the_management_api_the_view_adds_rates_and_its_depth_does_not_lag() {
+    let Some(management_url) = e2e::broker::management_url() else {
+        eprintln!("skipped: TEST_MANAGEMENT_URL is not set (e2e/scripts/rabbitmq4.sh env sets it)");
+        return;
+    };
+    let env = TestEnv::new().await;
+    let mut config = env.producer_config();
+    config.broker.management_url = Some(management_url.into());
+    let producer = TestProducer::start(config).await;
+    let view = || async {
+        let snapshot: serde_json::Value =
+            producer.get("/api/v1/queues").await.json().await.unwrap();
+        snapshot
+    };
+    eventually("the view's first sample", e2e::WITHIN, || async {
+        let snapshot = view().await;
+        if snapshot["queues"][0]["exists"] == true {
+            Ok(())
+        } else {
+            Err(snapshot)
+        }
+    })
+    .await;
+
+    for i in 0..3 {
+        producer
+            .accepts(&change_of_address(&format!("C-{i}"), "PR1 2HE"))
+            .await;
+    }
+    // The sampler looks once a second: a few samples' time, inside the API's interval (5 s,
+    // and a new quorum queue's first figures come later still).
+    let snapshot = eventually(
+        "the view to show three ready messages",
+        Duration::from_secs(4),
+        || async {
+            let snapshot = view().await;
+            if snapshot["queues"][0]["messages_ready"] == 3 {
+                Ok(snapshot)
+            } else {
+                Err(snapshot)
+            }
+        },
+    )
+    .await;
+    assert_eq!(snapshot["source"], "amqp+management");
+    // The API's figures for a new queue appear at its first statistics emission: the rates
+    // are 0 until then, the unacked count absent (`null`).
+    assert!(
+        snapshot["queues"][0]["publish_rate"].is_number(),
+        "the API's rates are in the view: {snapshot}"
+    );
+    producer.stop().await;
+}
