@@ -8,7 +8,7 @@ use crate::{
     store::{Store, StoreError},
     worker::{self, WorkerSettings},
 };
-use shared::{config::topology, queue_stats, readiness::Readiness, topology::Topology};
+use shared::{config::topology, queue_stats, readiness::Readiness, shutdown, topology::Topology};
 use std::{net::SocketAddr, time::Duration};
 use tokio::{net::TcpListener, sync::watch};
 use tokio_util::sync::CancellationToken;
@@ -29,8 +29,8 @@ pub struct Application {
     store: Store,
     readiness: Readiness,
     worker: WorkerSettings,
-    /// Where the queue-depth gauges of the work queue and its DLQ are read from.
-    stats_source: queue_stats::Source,
+    /// Samples the work queue and its DLQ for the queue-depth gauges.
+    sampler: queue_stats::Sampler,
     shutdown_grace: Duration,
 }
 
@@ -45,7 +45,13 @@ impl Application {
         let store = Store::open(&config.database_url(), &connection_name).await?;
         tracing::info!(database = store.description(), "Store open.");
         let listener = TcpListener::bind(config.http_addr).await?;
-        let stats_source = config.broker.queue_stats_source(&connection_name);
+        let queue = topology(&config.broker, &config.queue).queue;
+        let sampler = queue_stats::Sampler::new(
+            "consumer",
+            config.broker.queue_stats_source(&connection_name),
+            vec![queue.name.clone(), queue.dead_letter_queue()],
+            Duration::from_secs(1),
+        );
         let worker = WorkerSettings {
             broker: config.broker.amqp_addr.clone(),
             topology: Topology {
@@ -62,7 +68,7 @@ impl Application {
             store,
             readiness: Readiness::new("connecting to the broker"),
             worker,
-            stats_source,
+            sampler,
             shutdown_grace: config.shutdown_grace(),
         })
     }
@@ -85,14 +91,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: CancellationToken) -> std::io::Result<()> {
         tracing::info!(addr = %self.listener.local_addr()?, "Consumer listening.");
         let background = CancellationToken::new();
-        let queue = &self.worker.topology.queue;
-        queue_stats::watch(
-            "consumer",
-            self.stats_source,
-            vec![queue.name.clone(), queue.dead_letter_queue()],
-            Duration::from_secs(1),
-            background.clone(),
-        );
+        self.sampler.spawn(background.clone());
         let (connection_slot, connection) = watch::channel(None);
         let dead_letters = DeadLetters::new(connection, self.worker.topology.queue.clone());
         let worker = tokio::spawn(worker::run(
@@ -116,13 +115,12 @@ impl Application {
             }
             server
         };
-        let result = tokio::select! {
-            result = drained => result,
-            () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => {
+        let result = shutdown::within_grace(drained, &shutdown, grace)
+            .await
+            .unwrap_or_else(|| {
                 tracing::warn!(grace_secs = grace.as_secs(), "Work still in flight after the grace period; stopping anyway. Unacked messages will be redelivered.");
                 Ok(())
-            }
-        };
+            });
         background.cancel();
         self.store.close().await;
         tracing::info!("Consumer stopped.");

@@ -15,7 +15,8 @@ use lapin::{
     types::FieldTable,
 };
 use shared::{
-    amqp::{BrokerAddress, ConnectionEvent, Reconnector, connection_events},
+    amqp::{BrokerAddress, ConnectionEvent, Reconnector},
+    link::{Established, establish},
     message::EventMessage,
     readiness::Readiness,
     topology::Topology,
@@ -81,23 +82,21 @@ pub async fn run(
         settings.reconnect_max_delay,
     );
     loop {
-        readiness.set_not_ready("connecting to the broker");
-        let Some(connection) = reconnector.connect(&stop).await else {
+        let Some(Established {
+            connection,
+            mut events,
+            set_up: (channel, mut consumer, settler),
+        }) = establish(
+            &mut reconnector,
+            &settings.topology,
+            &readiness,
+            &stop,
+            "subscribe to the queue",
+            |connection| subscribe(connection, &settings),
+        )
+        .await
+        else {
             return;
-        };
-        let connection = Arc::new(connection);
-        let mut events = connection_events(&connection);
-
-        let (channel, mut consumer, settler) = match subscribe(&connection, &settings, &readiness)
-            .await
-        {
-            Ok(subscription) => subscription,
-            Err(error) => {
-                tracing::error!(%error, queue = %settings.topology.queue.name, "Cannot subscribe; will retry.");
-                readiness.set_not_ready(format!("cannot subscribe to the queue: {error}"));
-                shared::amqp::close(&connection, "subscription failed").await;
-                continue;
-            }
         };
         connection_slot.send_replace(Some(Arc::clone(&connection)));
         readiness.set_ready();
@@ -140,18 +139,14 @@ pub async fn run(
     }
 }
 
+/// The consumer's own set-up on a connection whose topology is declared: the settler's
+/// confirm channel, then the subscription with its prefetch window.
 async fn subscribe(
-    connection: &Connection,
+    connection: Arc<Connection>,
     settings: &WorkerSettings,
-    readiness: &Readiness,
 ) -> Result<(Channel, Consumer, Settler), lapin::Error> {
-    let declared = settings.topology.declare(connection).await?;
-    for warning in &declared.warnings {
-        tracing::warn!(%warning, "Topology warning.");
-    }
-    readiness.set_warnings(declared.warnings);
     let settler = Settler::open(
-        connection,
+        &connection,
         settings.topology.queue.clone(),
         settings.topology.retry_delays.clone(),
         settings.max_attempts,

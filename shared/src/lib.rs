@@ -6,6 +6,7 @@ pub mod config;
 pub mod domain;
 pub mod event;
 pub mod http;
+pub mod link;
 pub mod message;
 pub mod metrics;
 pub mod queue_stats;

@@ -162,19 +162,52 @@ pub fn describe(service: &str) {
     metrics::describe_gauge!(consumers, "Consumers of a watched queue.");
 }
 
-/// Samples `queues` every `every` until `stop`, publishing each snapshot to the returned
-/// handle and to `<service>_queue_messages` / `<service>_queue_consumers` gauges.
-pub fn watch(
-    service: &'static str,
-    source: Source,
-    queues: Vec<String>,
-    every: Duration,
-    stop: CancellationToken,
-) -> QueueWatch {
-    let watch = QueueWatch::default();
-    let latest = watch.clone();
-    tokio::spawn(async move { sample(service, source, &queues, every, &latest, &stop).await });
-    watch
+/// What samples the watched queues, built with the service and started when it runs.
+#[derive(Debug)]
+pub struct Sampler {
+    pub service: &'static str,
+    pub source: Source,
+    pub queues: Vec<String>,
+    pub every: Duration,
+    watch: QueueWatch,
+}
+
+impl Sampler {
+    pub fn new(
+        service: &'static str,
+        source: Source,
+        queues: Vec<String>,
+        every: Duration,
+    ) -> Self {
+        Self {
+            service,
+            source,
+            queues,
+            every,
+            watch: QueueWatch::default(),
+        }
+    }
+
+    /// Where the samples will appear; empty until the sampler runs.
+    pub fn watch(&self) -> QueueWatch {
+        self.watch.clone()
+    }
+
+    /// Samples every `every` until `stop`, publishing each snapshot to the watch and to the
+    /// `<service>_queue_messages` / `<service>_queue_consumers` gauges.
+    pub fn spawn(self, stop: CancellationToken) {
+        tokio::spawn(async move {
+            sample(
+                self.service,
+                self.source,
+                &self.queues,
+                self.every,
+                &self.watch,
+                &stop,
+            )
+            .await;
+        });
+    }
 }
 
 async fn sample(

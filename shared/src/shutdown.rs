@@ -1,6 +1,7 @@
 //! One shutdown design for both services: SIGINT or SIGTERM cancels a token, and every
 //! long-running part (HTTP server, publisher, consumer) watches that token.
 
+use std::{future::Future, time::Duration};
 use tokio_util::sync::CancellationToken;
 
 /// A token cancelled on the first SIGINT (Ctrl-C) or SIGTERM (`docker stop`, systemd).
@@ -13,6 +14,20 @@ pub fn on_signal() -> CancellationToken {
         cancel.cancel();
     });
     token
+}
+
+/// Runs `work` (a service draining after `shutdown`) to its end, or until `grace` has passed
+/// since `shutdown` was cancelled, whichever comes first: `None` when the grace ran out and
+/// the work was dropped unfinished.
+pub async fn within_grace<T>(
+    work: impl Future<Output = T>,
+    shutdown: &CancellationToken,
+    grace: Duration,
+) -> Option<T> {
+    tokio::select! {
+        done = work => Some(done),
+        () = async { shutdown.cancelled().await; tokio::time::sleep(grace).await } => None,
+    }
 }
 
 #[cfg(unix)]

@@ -35,77 +35,22 @@ fn with(mut body: serde_json::Value, pointer: &str, value: serde_json::Value) ->
     body.to_string()
 }
 
-fn without(mut body: serde_json::Value, parent: &str, field: &str) -> String {
-    body.pointer_mut(parent)
-        .and_then(|v| v.as_object_mut())
-        .unwrap()
-        .remove(field);
-    body.to_string()
-}
-
-/// A bad request: what it is, its content type and body, and the status, error code and
-/// field the answer must carry.
-struct Case(
-    &'static str,
-    Option<&'static str>,
-    String,
-    StatusCode,
-    &'static str,
-    Option<&'static str>,
-);
-
+/// The whole table of bad input is `producer/tests/bad_input.rs` (in-process, no broker);
+/// here, one of each class against a real broker, to see that none of them is published.
 #[tokio::test]
-async fn each_class_of_bad_input_gets_its_status_and_a_json_error_and_nothing_is_published() {
+async fn bad_input_of_every_class_is_never_published() {
     let env = TestEnv::new().await;
     let producer = TestProducer::start(env.producer_config()).await;
     let valid = change_of_address("C-1001", "PR1 2HE");
     let json = Some("application/json");
-
-    let mut unknown_top_level = valid.clone();
-    unknown_top_level["priority"] = "high".into();
     let cases = [
-        Case(
-            "malformed JSON",
+        (
             json,
-            "{\"customer_id\":".into(),
+            "{\"customer_id\":".to_owned(),
             StatusCode::BAD_REQUEST,
-            "malformed_json",
-            None,
         ),
-        Case(
-            "empty body",
-            json,
-            String::new(),
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            None,
-        ),
-        Case(
-            "trailing garbage",
-            json,
-            format!("{valid} x"),
-            StatusCode::BAD_REQUEST,
-            "malformed_json",
-            None,
-        ),
-        Case(
-            "no content type",
-            None,
-            valid.to_string(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            None,
-        ),
-        Case(
-            "form content type",
-            Some("application/x-www-form-urlencoded"),
-            valid.to_string(),
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            None,
-        ),
-        Case(
-            "over 64 KiB",
+        (None, valid.to_string(), StatusCode::UNSUPPORTED_MEDIA_TYPE),
+        (
             json,
             with(
                 valid.clone(),
@@ -113,130 +58,16 @@ async fn each_class_of_bad_input_gets_its_status_and_a_json_error_and_nothing_is
                 "x".repeat(70_000).into(),
             ),
             StatusCode::PAYLOAD_TOO_LARGE,
-            "payload_too_large",
-            None,
         ),
-        Case(
-            "missing customer_id",
-            json,
-            without(valid.clone(), "", "customer_id"),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("customer_id"),
-        ),
-        Case(
-            "missing town",
-            json,
-            without(valid.clone(), "/new_address", "town"),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("new_address.town"),
-        ),
-        Case(
-            "unknown field",
-            json,
-            unknown_top_level.to_string(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("priority"),
-        ),
-        Case(
-            "unknown address field",
-            json,
-            with(valid.clone(), "/new_address/country", "GB".into())
-                .replace("\"country\"", "\"county\""),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("new_address.county"),
-        ),
-        Case(
-            "customer id with a space",
-            json,
-            with(valid.clone(), "/customer_id", "C 1001".into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("customer_id"),
-        ),
-        Case(
-            "customer id too long",
-            json,
-            with(valid.clone(), "/customer_id", "C".repeat(65).into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("customer_id"),
-        ),
-        Case(
-            "customer id a number",
-            json,
-            with(valid.clone(), "/customer_id", 1001.into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("customer_id"),
-        ),
-        Case(
-            "empty line1",
-            json,
-            with(valid.clone(), "/new_address/line1", "  ".into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("new_address.line1"),
-        ),
-        Case(
-            "town too long",
-            json,
-            with(valid.clone(), "/new_address/town", "x".repeat(201).into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("new_address.town"),
-        ),
-        Case(
-            "not a UK postcode",
+        (
             json,
             with(valid.clone(), "/new_address/postcode", "90210".into()),
             StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("new_address.postcode"),
-        ),
-        Case(
-            "another country",
-            json,
-            with(valid.clone(), "/new_address/country", "FR".into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("new_address.country"),
-        ),
-        Case(
-            "impossible date",
-            json,
-            with(valid.clone(), "/effective_date", "2026-02-30".into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("effective_date"),
-        ),
-        Case(
-            "not an ISO date",
-            json,
-            with(valid.clone(), "/effective_date", "01/12/2026".into()),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            Some("effective_date"),
-        ),
-        Case(
-            "an array",
-            json,
-            "[]".into(),
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "validation_failed",
-            None,
         ),
     ];
-
-    for Case(case, content_type, body, status, code, field) in cases {
+    for (content_type, body, status) in cases {
         let (got_status, got) = post_raw(&producer, content_type, body).await;
-        assert_eq!(got_status, status, "{case}: {got:?}");
-        assert_eq!(got.error.code, code, "{case}: {got:?}");
-        assert!(!got.error.message.is_empty(), "{case}");
-        assert_eq!(got.error.field.as_deref(), field, "{case}: {got:?}");
+        assert_eq!(got_status, status, "{got:?}");
     }
     assert_eq!(
         env.queue_depth(&env.queue).await.unwrap(),
@@ -267,27 +98,6 @@ async fn an_unusable_idempotency_key_is_refused_and_nothing_is_published() {
         );
     }
     assert_eq!(env.queue_depth(&env.queue).await.unwrap(), 0);
-    producer.stop().await;
-}
-
-#[tokio::test]
-async fn unknown_routes_and_methods_get_json_errors() {
-    let env = TestEnv::new().await;
-    let producer = TestProducer::start(env.producer_config()).await;
-
-    let missing = producer.get("/api/v1/nothing-here").await;
-    let wrong_method = producer.get("/api/v1/address-changes").await;
-
-    assert_eq!(missing.status(), StatusCode::NOT_FOUND);
-    assert_eq!(
-        missing.json::<ErrorBody>().await.unwrap().error.code,
-        "not_found"
-    );
-    assert_eq!(wrong_method.status(), StatusCode::METHOD_NOT_ALLOWED);
-    assert_eq!(
-        wrong_method.json::<ErrorBody>().await.unwrap().error.code,
-        "method_not_allowed"
-    );
     producer.stop().await;
 }
 

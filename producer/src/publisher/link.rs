@@ -7,7 +7,8 @@ use crate::metrics::BROKER_CONNECTED;
 use futures_util::StreamExt;
 use lapin::Connection;
 use shared::{
-    amqp::{ConnectionEvent, Reconnector, connection_events},
+    amqp::{ConnectionEvent, Reconnector},
+    link::{Established, establish},
     readiness::Readiness,
     topology::Topology,
 };
@@ -30,27 +31,23 @@ pub(super) async fn maintain(
         settings.reconnect_max_delay,
     );
     loop {
-        readiness.set_not_ready("connecting to the broker");
-        let Some(connection) = reconnector.connect(&stop).await else {
+        let Some(Established {
+            set_up: session,
+            mut events,
+            ..
+        }) = establish(
+            &mut reconnector,
+            &settings.topology,
+            &readiness,
+            &stop,
+            "open the confirm channels",
+            |connection| async move { Ok(Session::new(connection, settings.channels)) },
+        )
+        .await
+        else {
             return;
         };
-        let mut events = connection_events(&connection);
-
-        let declared = match settings.topology.declare(&connection).await {
-            Ok(declared) => declared,
-            Err(error) => {
-                tracing::error!(%error, exchange = %settings.topology.exchange, queue = %settings.topology.queue.name, "Cannot declare the topology; will retry.");
-                readiness.set_not_ready(format!("cannot declare the topology: {error}"));
-                shared::amqp::close(&connection, "topology declaration failed").await;
-                continue;
-            }
-        };
-        for warning in &declared.warnings {
-            tracing::warn!(%warning, "Topology warning.");
-        }
-        readiness.set_warnings(declared.warnings);
-
-        let session = Arc::new(Session::new(connection, settings.channels));
+        let session = Arc::new(session);
         sessions.send_replace(Some(Arc::clone(&session)));
         readiness.set_ready();
         metrics::gauge!(BROKER_CONNECTED).set(1.0);

@@ -90,18 +90,17 @@ struct Session {
 }
 
 impl Publisher {
-    /// Starts connecting in the background and returns at once: the producer serves
-    /// `/healthz` (and answers 503 to posts) while the broker is unreachable.
-    pub fn start(settings: PublisherSettings, readiness: Readiness) -> (Self, PublisherTask) {
+    /// A publisher with no connection yet (every publish answers `Unavailable`), and the
+    /// link that will connect it once started. Nothing touches the network here, so a
+    /// router can be built and tested without a broker.
+    pub fn new(settings: PublisherSettings) -> (Self, Link) {
         let (sessions, session) = watch::channel(None);
-        let stop = CancellationToken::new();
         let publisher = Self {
             session,
             topology: Arc::new(settings.topology.clone()),
             publish_timeout: settings.publish_timeout,
         };
-        let task = tokio::spawn(link::maintain(settings, sessions, readiness, stop.clone()));
-        (publisher, PublisherTask { stop, task })
+        (publisher, Link { settings, sessions })
     }
 
     /// Publishes `message` and waits for the broker's confirm, for at most the publish
@@ -171,6 +170,28 @@ fn record(outcome: &Result<(), PublishError>) {
     metrics::counter!(name).increment(1);
 }
 
+/// The publisher's connection to the broker, not yet started.
+#[derive(Debug)]
+pub struct Link {
+    settings: PublisherSettings,
+    sessions: watch::Sender<Option<Arc<Session>>>,
+}
+
+impl Link {
+    /// Starts connecting in the background and returns at once: the producer serves
+    /// `/healthz` (and answers 503 to posts) while the broker is unreachable.
+    pub fn start(self, readiness: Readiness) -> PublisherTask {
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(link::maintain(
+            self.settings,
+            self.sessions,
+            readiness,
+            stop.clone(),
+        ));
+        PublisherTask { stop, task }
+    }
+}
+
 impl PublisherTask {
     /// Closes the connection cleanly. Call after the HTTP server has drained, so that no
     /// accepted request is left without its confirm.
@@ -183,8 +204,7 @@ impl PublisherTask {
 }
 
 impl Session {
-    fn new(connection: Connection, channels: usize) -> Self {
-        let connection = Arc::new(connection);
+    fn new(connection: Arc<Connection>, channels: usize) -> Self {
         Self {
             channels: ConfirmChannels::new(Arc::clone(&connection), channels),
             connection,
