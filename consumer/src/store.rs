@@ -116,7 +116,7 @@ impl Store {
         MIGRATIONS.run(&pool).await?;
         Ok(Self {
             pool,
-            description: redact(url),
+            description: shared::redact::url(url),
             instance: instance.to_owned(),
         })
     }
@@ -523,20 +523,6 @@ fn sqlite_create_mode(url: &str) -> String {
     }
 }
 
-/// `scheme://user:***@host/db` for URLs with a password; others unchanged.
-pub(crate) fn redact(url: &str) -> String {
-    let Some((scheme, rest)) = url.split_once("://") else {
-        return url.to_owned();
-    };
-    match rest.split_once('@') {
-        Some((credentials, host)) => {
-            let user = credentials.split(':').next().unwrap_or_default();
-            format!("{scheme}://{user}:***@{host}")
-        }
-        None => url.to_owned(),
-    }
-}
-
 fn micros_since_epoch(at: OffsetDateTime) -> i64 {
     (at.unix_timestamp_nanos() / 1_000) as i64
 }
@@ -550,15 +536,6 @@ mod tests {
     use super::*;
     use e2e::postgres::TestDatabase;
     use time::macros::datetime;
-
-    #[test]
-    fn passwords_are_masked_in_the_description() {
-        assert_eq!(
-            redact("postgres://app:s3cret@db:5432/coc"),
-            "postgres://app:***@db:5432/coc"
-        );
-        assert_eq!(redact("sqlite://data/coc.db"), "sqlite://data/coc.db");
-    }
 
     #[test]
     fn placeholders_are_numbered_across_rows() {

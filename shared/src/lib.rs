@@ -10,6 +10,7 @@ pub mod message;
 pub mod metrics;
 pub mod queue_stats;
 pub mod readiness;
+pub mod redact;
 pub mod shutdown;
 pub mod telemetry;
 pub mod topology;

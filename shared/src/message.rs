@@ -3,14 +3,11 @@
 
 use crate::trace_context::{TRACEPARENT, TraceContext};
 use crate::{
+    amqp::headers,
     event::{AddressChanged, EVENT_TYPE},
     topology::routing_key,
 };
-use lapin::{
-    BasicProperties,
-    options::BasicPublishOptions,
-    types::{AMQPValue, LongString},
-};
+use lapin::{BasicProperties, options::BasicPublishOptions};
 
 /// The body's media type.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -54,10 +51,10 @@ impl EventMessage {
 
     /// Carries `context` in the `traceparent` header, so the consumer continues the trace.
     pub fn with_trace_context(mut self, context: &TraceContext) -> Self {
-        let mut headers = self.properties.headers().clone().unwrap_or_default();
+        let mut headers = headers::cloned_from(&self.properties);
         headers.insert(
             TRACEPARENT.into(),
-            AMQPValue::LongString(LongString::from(context.to_string().as_str())),
+            headers::long_string(&context.to_string()),
         );
         self.properties = self.properties.with_headers(headers);
         self
@@ -65,11 +62,7 @@ impl EventMessage {
 
     /// The trace context a message carries, if any.
     pub fn trace_context_of(properties: &BasicProperties) -> Option<TraceContext> {
-        match properties.headers().as_ref()?.inner().get(TRACEPARENT)? {
-            AMQPValue::LongString(value) => TraceContext::parse(&value.to_string()),
-            AMQPValue::ShortString(value) => TraceContext::parse(value.as_str()),
-            _ => None,
-        }
+        TraceContext::parse(&headers::read_string(properties, TRACEPARENT)?)
     }
 
     /// The `message_id` property: the event id, used to match a returned message to its

@@ -11,15 +11,21 @@
 //! applied are kept for a person to look at, and one retry queue per delay, `Q.retry.<ms>ms`,
 //! where a message that failed for a passing reason waits before going back to `Q`.
 
-use crate::event::{AddressChanged, EVENT_TYPE};
+use crate::{
+    amqp::{
+        errors::{is_not_found, is_precondition_failed},
+        headers::long_string,
+        topic,
+    },
+    event::{AddressChanged, EVENT_TYPE},
+};
 use lapin::{
     BasicProperties, Channel, Connection, ExchangeKind,
     options::{
         BasicPublishOptions, ConfirmSelectOptions, ExchangeDeclareOptions, QueueBindOptions,
         QueueDeclareOptions, QueueDeleteOptions,
     },
-    protocol::{AMQPErrorKind, AMQPSoftError},
-    types::{AMQPValue, FieldTable, LongString, ShortString},
+    types::{AMQPValue, FieldTable, ShortString},
 };
 use std::time::Duration;
 
@@ -129,7 +135,7 @@ impl WorkQueue {
         // would take one message more than a classic queue: `max_length` stays the most it
         // holds whatever the type.
         let mut arguments = refuse_beyond(self.max_length.saturating_sub(1));
-        arguments.insert("x-queue-type".into(), string("quorum"));
+        arguments.insert("x-queue-type".into(), long_string("quorum"));
         arguments.insert(
             "x-delivery-limit".into(),
             AMQPValue::LongLongInt(DELIVERY_LIMIT),
@@ -141,7 +147,7 @@ impl WorkQueue {
     fn dead_letter_arguments_as(&self, queue_type: QueueType) -> FieldTable {
         let mut arguments = FieldTable::default();
         if queue_type == QueueType::Quorum {
-            arguments.insert("x-queue-type".into(), string("quorum"));
+            arguments.insert("x-queue-type".into(), long_string("quorum"));
             // Out of reach too: listing the dead letters returns each to the queue
             // unacknowledged, and the broker must never drop one because someone looked at
             // it 20 times (4.0's default).
@@ -178,7 +184,7 @@ impl Topology {
         self.queue
             .binding_keys
             .iter()
-            .any(|pattern| topic_matches(pattern, routing_key))
+            .any(|pattern| topic::matches(pattern, routing_key))
     }
 
     /// What every topology on this exchange shares: the exchange itself and its alternate
@@ -255,7 +261,7 @@ impl Topology {
             .await?;
         self.fill_unroutable_queue(connection).await?;
         let mut with_alternate = FieldTable::default();
-        with_alternate.insert("alternate-exchange".into(), string(&unroutable));
+        with_alternate.insert("alternate-exchange".into(), long_string(&unroutable));
         channel
             .exchange_declare(
                 self.exchange.as_str().into(),
@@ -423,7 +429,7 @@ impl Topology {
         let arguments = || {
             let mut arguments = refuse_beyond(0);
             if queue_type == QueueType::Quorum {
-                arguments.insert("x-queue-type".into(), string("quorum"));
+                arguments.insert("x-queue-type".into(), long_string("quorum"));
             }
             arguments
         };
@@ -484,15 +490,21 @@ impl Topology {
     /// later, instead of being dropped as a classic queue would.
     fn retry_arguments(&self, delay: Duration) -> FieldTable {
         let mut arguments = FieldTable::default();
-        arguments.insert("x-queue-type".into(), string("quorum"));
+        arguments.insert("x-queue-type".into(), long_string("quorum"));
         arguments.insert(
             "x-message-ttl".into(),
             AMQPValue::LongLongInt(delay.as_millis() as i64),
         );
-        arguments.insert("x-dead-letter-exchange".into(), string(""));
-        arguments.insert("x-dead-letter-routing-key".into(), string(&self.queue.name));
-        arguments.insert("x-dead-letter-strategy".into(), string("at-least-once"));
-        arguments.insert("x-overflow".into(), string("reject-publish"));
+        arguments.insert("x-dead-letter-exchange".into(), long_string(""));
+        arguments.insert(
+            "x-dead-letter-routing-key".into(),
+            long_string(&self.queue.name),
+        );
+        arguments.insert(
+            "x-dead-letter-strategy".into(),
+            long_string("at-least-once"),
+        );
+        arguments.insert("x-overflow".into(), long_string("reject-publish"));
         arguments
     }
 }
@@ -530,28 +542,6 @@ pub async fn inspect_queue(channel: &Channel, name: &str) -> Result<lapin::Queue
         .await
 }
 
-/// Topic-exchange matching: words separated by `.`, `*` matches exactly one word, `#` zero
-/// or more.
-pub fn topic_matches(pattern: &str, routing_key: &str) -> bool {
-    fn matches(pattern: &[&str], key: &[&str]) -> bool {
-        match (pattern.split_first(), key.split_first()) {
-            (None, None) => true,
-            (Some((&"#", rest)), _) => {
-                matches(rest, key)
-                    || key
-                        .split_first()
-                        .is_some_and(|(_, tail)| matches(pattern, tail))
-            }
-            (Some((&"*", rest)), Some((_, tail))) => matches(rest, tail),
-            (Some((word, rest)), Some((first, tail))) => word == first && matches(rest, tail),
-            _ => false,
-        }
-    }
-    let pattern: Vec<&str> = pattern.split('.').collect();
-    let key: Vec<&str> = routing_key.split('.').collect();
-    matches(&pattern, &key)
-}
-
 /// Queue arguments for a queue that holds at most `max_length` ready messages and refuses
 /// (nacks) what would go beyond, rather than dropping its oldest.
 fn refuse_beyond(max_length: u32) -> FieldTable {
@@ -560,50 +550,6 @@ fn refuse_beyond(max_length: u32) -> FieldTable {
         "x-max-length".into(),
         AMQPValue::LongLongInt(i64::from(max_length)),
     );
-    arguments.insert("x-overflow".into(), string("reject-publish"));
+    arguments.insert("x-overflow".into(), long_string("reject-publish"));
     arguments
-}
-
-fn string(value: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(value))
-}
-
-/// The broker's 404: the exchange or queue named does not exist.
-pub fn is_not_found(error: &lapin::Error) -> bool {
-    matches!(
-        error.kind(),
-        lapin::ErrorKind::ProtocolError(amqp) if amqp.kind() == &AMQPErrorKind::Soft(AMQPSoftError::NOTFOUND)
-    )
-}
-
-/// The broker's 406: the object exists with different properties.
-pub fn is_precondition_failed(error: &lapin::Error) -> bool {
-    matches!(
-        error.kind(),
-        lapin::ErrorKind::ProtocolError(amqp) if amqp.kind() == &AMQPErrorKind::Soft(AMQPSoftError::PRECONDITIONFAILED)
-    )
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn topic_patterns_match_as_rabbitmq_does() {
-        let cases = [
-            ("address.changed.#", "address.changed.pr", true),
-            ("address.changed.#", "address.changed", true),
-            ("address.changed.pr", "address.changed.pr", true),
-            ("address.changed.pr", "address.changed.la", false),
-            ("address.*.pr", "address.changed.pr", true),
-            ("address.*", "address.changed.pr", false),
-            ("#", "anything.at.all", true),
-            ("#.pr", "address.changed.pr", true),
-            ("*.changed.#", "address.changed.pr.extra", true),
-            ("address.changed.pr", "address.changed.pr.extra", false),
-        ];
-        for (pattern, key, expected) in cases {
-            assert_eq!(topic_matches(pattern, key), expected, "{pattern} vs {key}");
-        }
-    }
 }

@@ -1,5 +1,11 @@
 //! Connecting to RabbitMQ: the broker's address (whose password never reaches a log), named
 //! connections with heartbeats, the back-off between attempts, and the connection's events.
+//! Beside it, what every user of the protocol needs: what a refusal means ([`errors`]),
+//! header values ([`headers`]) and topic matching ([`topic`]).
+
+pub mod errors;
+pub mod headers;
+pub mod topic;
 
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
 use futures_util::{Stream, StreamExt};
@@ -115,11 +121,10 @@ fn redact(uri: &AMQPUri) -> String {
             lapin::uri::AMQPScheme::AMQP => "amqp",
             lapin::uri::AMQPScheme::AMQPS => "amqps",
         },
-        if uri.authority.userinfo.password.is_empty() {
-            uri.authority.userinfo.username.clone()
-        } else {
-            format!("{}:***", uri.authority.userinfo.username)
-        },
+        crate::redact::credentials(
+            &uri.authority.userinfo.username,
+            &uri.authority.userinfo.password
+        ),
         uri.authority.host,
         uri.authority.port,
         uri.vhost.replace('/', "%2f"),
