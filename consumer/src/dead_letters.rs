@@ -14,6 +14,7 @@ use lapin::{
 use serde::Serialize;
 use shared::{
     amqp::headers::{self, long_string},
+    message::message_id,
     topology::WorkQueue,
 };
 use std::sync::Arc;
@@ -78,11 +79,7 @@ impl DeadLetters {
             last_tag = Some(delivery.delivery_tag);
             let delivery = &delivery;
             letters.push(DeadLetter {
-                message_id: delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|id| id.to_string()),
+                message_id: message_id(&delivery.properties).map(str::to_owned),
                 reason: headers::read_string(&delivery.properties, REASON_HEADER),
                 routing_key: original_routing_key(delivery),
                 dead_lettered_at: headers::read_string(

@@ -16,7 +16,7 @@ use lapin::{
 };
 use shared::{
     amqp::{BrokerAddress, ConnectionEvent, Reconnector, connection_events},
-    message::EventMessage,
+    message::{EventMessage, message_id},
     readiness::Readiness,
     topology::Topology,
     trace_context::TraceContext,
@@ -269,12 +269,9 @@ fn log_settled(
     let (event_id, customer_id) = match event {
         Some((event_id, customer_id)) => (event_id.to_string(), customer_id.to_string()),
         None => (
-            delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            message_id(&delivery.properties)
+                .unwrap_or_default()
+                .to_owned(),
             String::new(),
         ),
     };

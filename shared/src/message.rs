@@ -1,11 +1,10 @@
 //! How an event travels as an AMQP message: body, routing key and the properties every
 //! consumer (and every operator reading the management UI) can rely on.
 
-use crate::trace_context::{TRACEPARENT, TraceContext};
 use crate::{
     amqp::headers,
     event::{AddressChanged, EVENT_TYPE},
-    topology::routing_key,
+    trace_context::{TRACEPARENT, TraceContext},
 };
 use lapin::{BasicProperties, options::BasicPublishOptions};
 
@@ -22,6 +21,15 @@ pub const MANDATORY: BasicPublishOptions = BasicPublishOptions {
     mandatory: true,
     immediate: false,
 };
+
+/// `address.changed.<postcode area in lower case>`, e.g. `address.changed.pr` for Preston,
+/// so a subscriber interested in one area binds `address.changed.pr` and sees nothing else.
+pub fn routing_key(event: &AddressChanged) -> String {
+    format!(
+        "{EVENT_TYPE}.{}",
+        event.new_address.postcode.area().to_ascii_lowercase()
+    )
+}
 
 /// An event ready to publish.
 #[derive(Debug, Clone)]
@@ -64,13 +72,12 @@ impl EventMessage {
     pub fn trace_context_of(properties: &BasicProperties) -> Option<TraceContext> {
         TraceContext::parse(&headers::read_string(properties, TRACEPARENT)?)
     }
+}
 
-    /// The `message_id` property: the event id, used to match a returned message to its
-    /// request and shown in the management UI.
-    pub fn message_id(&self) -> &str {
-        self.properties
-            .message_id()
-            .as_ref()
-            .map_or("", |id| id.as_str())
-    }
+/// The `message_id` property, which the producer sets to the event id: it names the event
+/// in the management UI, in the dead-letter listing and on a log line about a message that
+/// could not be decoded. (Nothing matches messages by it: an unroutable message comes back
+/// as a nack of its own publish, see `topology`.)
+pub fn message_id(properties: &BasicProperties) -> Option<&str> {
+    properties.message_id().as_ref().map(|id| id.as_str())
 }

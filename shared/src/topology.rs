@@ -11,13 +11,10 @@
 //! applied are kept for a person to look at, and one retry queue per delay, `Q.retry.<ms>ms`,
 //! where a message that failed for a passing reason waits before going back to `Q`.
 
-use crate::{
-    amqp::{
-        errors::{is_not_found, is_precondition_failed},
-        headers::long_string,
-        topic,
-    },
-    event::{AddressChanged, EVENT_TYPE},
+use crate::amqp::{
+    errors::{is_not_found, is_precondition_failed},
+    headers::long_string,
+    topic,
 };
 use lapin::{
     BasicProperties, Channel, Connection, ExchangeKind,
@@ -81,15 +78,6 @@ impl std::fmt::Display for QueueType {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.write_str(self.as_str())
     }
-}
-
-/// `address.changed.<postcode area in lower case>`, e.g. `address.changed.pr` for Preston,
-/// so a subscriber interested in one area binds `address.changed.pr` and sees nothing else.
-pub fn routing_key(event: &AddressChanged) -> String {
-    format!(
-        "{EVENT_TYPE}.{}",
-        event.new_address.postcode.area().to_ascii_lowercase()
-    )
 }
 
 /// The broker objects one service needs. Declaring is idempotent, so every (re)connection
