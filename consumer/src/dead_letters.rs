@@ -109,7 +109,8 @@ impl DeadLetters {
 
     /// Moves up to `limit` dead letters back into the work queue, each with its attempts
     /// reset: publish to the work queue, wait for the confirm, then remove it from the
-    /// dead-letter queue. Returns how many were moved.
+    /// dead-letter queue (an ack of the dead letter: the one ack outside `outcome`, whose
+    /// `Settler` settles deliveries of the work queue). Returns how many were moved.
     pub async fn replay(&self, limit: usize) -> Result<usize, DeadLetterError> {
         let channel = self.channel().await?;
         channel

@@ -1,4 +1,6 @@
-//! The three ways a delivery can end, and the one place that tells the broker.
+//! The three ways a delivery can end, and the one place that tells the broker how a
+//! delivery of the work queue ended. (The dead-letter endpoints settle what they fetch from
+//! the dead-letter queue themselves: see `dead_letters`.)
 
 use crate::store::Applied;
 use lapin::{
@@ -142,7 +144,7 @@ impl Settler {
 
     /// Tells the broker how each delivery of a batch ended, in order: first every move a
     /// retry or a dead letter needs (each copy confirmed), then one ack for the whole batch.
-    /// The only code that acks.
+    /// The only code that acks a delivery of the work queue.
     ///
     /// One `multiple` ack is enough because deliveries are settled in the order they
     /// arrived on this channel, batch after batch: when a batch ends, every earlier delivery

@@ -33,7 +33,8 @@ use tokio_util::sync::CancellationToken;
 pub struct WorkerSettings {
     pub broker: BrokerAddress,
     pub topology: Topology,
-    /// Most unacknowledged messages the broker sends ahead; also the largest batch.
+    /// Most unacknowledged messages the broker sends ahead. A batch is at most half of it
+    /// (rounded up), so that the broker sends the next half while one is being committed.
     pub prefetch: u16,
     /// Deliveries before a passing failure is given up on and dead-lettered.
     pub max_attempts: u32,

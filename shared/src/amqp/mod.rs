@@ -243,8 +243,8 @@ const PROBE_TIMEOUT: Duration = Duration::from_secs(1);
 /// broker's port, refusing connections when the wait began, accepts one.
 ///
 /// Back-off alone would leave a service waiting out its grown delay (up to
-/// `RECONNECT_MAX_DELAY_SECS`) while the broker is back and serving others: after a 40 s
-/// outage that is up to half a minute of 503s for nothing. A TCP handshake a few times a
+/// `RECONNECT_MAX_DELAY_SECS`) while the broker is back and serving others: after a long
+/// outage, up to that delay of 503s for nothing. A TCP handshake a few times a
 /// second costs a broker that is down nothing (its kernel answers), and one that is up a
 /// connection it sees closed at once. When the port was open at the start (the broker
 /// answered but refused us: a wrong password, a missing vhost, still booting), the probe
