@@ -3,16 +3,20 @@
 
 use crate::outcome::{
     DEAD_LETTERED_AT_HEADER, LAST_ERROR_HEADER, ORIGINAL_ROUTING_KEY_HEADER, REASON_HEADER,
-    RETRY_COUNT_HEADER, header_string, original_routing_key, retry_count,
+    RETRY_COUNT_HEADER, original_routing_key, retry_count,
 };
 use lapin::{
     Channel, Confirmation, Connection,
     message::Delivery,
     options::{BasicAckOptions, BasicGetOptions, BasicNackOptions, ConfirmSelectOptions},
-    types::{AMQPValue, FieldTable, LongString},
+    types::FieldTable,
 };
 use serde::Serialize;
-use shared::topology::WorkQueue;
+use shared::{
+    amqp::headers::{self, long_string},
+    message::message_id,
+    topology::WorkQueue,
+};
 use std::sync::Arc;
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use tokio::sync::watch;
@@ -75,14 +79,13 @@ impl DeadLetters {
             last_tag = Some(delivery.delivery_tag);
             let delivery = &delivery;
             letters.push(DeadLetter {
-                message_id: delivery
-                    .properties
-                    .message_id()
-                    .as_ref()
-                    .map(|id| id.to_string()),
-                reason: header_string(&delivery.properties, REASON_HEADER),
+                message_id: message_id(&delivery.properties).map(str::to_owned),
+                reason: headers::read_string(&delivery.properties, REASON_HEADER),
                 routing_key: original_routing_key(delivery),
-                dead_lettered_at: header_string(&delivery.properties, DEAD_LETTERED_AT_HEADER),
+                dead_lettered_at: headers::read_string(
+                    &delivery.properties,
+                    DEAD_LETTERED_AT_HEADER,
+                ),
                 retry_count: retry_count(&delivery.properties),
                 body: serde_json::from_slice(&delivery.data).unwrap_or_else(|_| {
                     String::from_utf8_lossy(&delivery.data).into_owned().into()
@@ -106,7 +109,8 @@ impl DeadLetters {
 
     /// Moves up to `limit` dead letters back into the work queue, each with its attempts
     /// reset: publish to the work queue, wait for the confirm, then remove it from the
-    /// dead-letter queue. Returns how many were moved.
+    /// dead-letter queue (an ack of the dead letter: the one ack outside `outcome`, whose
+    /// `Settler` settles deliveries of the work queue). Returns how many were moved.
     pub async fn replay(&self, limit: usize) -> Result<usize, DeadLetterError> {
         let channel = self.channel().await?;
         channel
@@ -128,13 +132,10 @@ impl DeadLetters {
             let now = OffsetDateTime::now_utc()
                 .format(&Rfc3339)
                 .unwrap_or_default();
-            headers.insert(
-                REPLAYED_AT_HEADER.into(),
-                AMQPValue::LongString(LongString::from(now.as_str())),
-            );
+            headers.insert(REPLAYED_AT_HEADER.into(), long_string(&now));
             headers.insert(
                 ORIGINAL_ROUTING_KEY_HEADER.into(),
-                AMQPValue::LongString(LongString::from(routing_key.as_str())),
+                long_string(&routing_key),
             );
             let confirmation = channel
                 .basic_publish(

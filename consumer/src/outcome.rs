@@ -1,13 +1,19 @@
-//! The three ways a delivery can end, and the one place that tells the broker.
+//! The three ways a delivery can end, and the one place that tells the broker how a
+//! delivery of the work queue ended. (The dead-letter endpoints settle what they fetch from
+//! the dead-letter queue themselves: see `dead_letters`.)
 
 use crate::store::StoreError;
 use lapin::{
     BasicProperties, Channel, Confirmation, Connection,
     message::Delivery,
     options::{BasicAckOptions, ConfirmSelectOptions},
-    types::{AMQPValue, FieldTable, LongString, ShortString},
+    types::{AMQPValue, FieldTable, ShortString},
 };
-use shared::{sync_api::RecordedAs, topology::WorkQueue};
+use shared::{
+    amqp::headers::{self, long_string},
+    sync_api::RecordedAs,
+    topology::WorkQueue,
+};
 use std::{sync::Arc, time::Duration};
 use time::{OffsetDateTime, format_description::well_known::Rfc3339};
 use uuid::Uuid;
@@ -151,7 +157,7 @@ impl Settler {
 
     /// Tells the broker how each delivery of a batch ended, in order: first every move a
     /// retry or a dead letter needs (each copy confirmed), then one ack for the whole batch.
-    /// The only code that acks.
+    /// The only code that acks a delivery of the work queue.
     ///
     /// One `multiple` ack is enough because deliveries are settled in the order they
     /// arrived on this channel, batch after batch: when a batch ends, every earlier delivery
@@ -208,7 +214,7 @@ impl Settler {
                 } else {
                     let delay = self.retry_delay(retries);
                     let queue = self.queue.retry_queue(delay);
-                    let mut headers = headers_of(&delivery.properties);
+                    let mut headers = headers::cloned_from(&delivery.properties);
                     headers.insert(RETRY_COUNT_HEADER.into(), AMQPValue::LongUInt(attempt));
                     headers.insert(LAST_ERROR_HEADER.into(), long_string(&error.to_string()));
                     headers.insert(
@@ -232,7 +238,7 @@ impl Settler {
     }
 
     async fn dead_letter(&self, delivery: &Delivery, reason: &str) -> Result<(), SettleError> {
-        let mut headers = headers_of(&delivery.properties);
+        let mut headers = headers::cloned_from(&delivery.properties);
         headers.insert(REASON_HEADER.into(), long_string(reason));
         headers.insert(
             ORIGINAL_EXCHANGE_HEADER.into(),
@@ -295,43 +301,14 @@ impl Settler {
 
 /// How many times this message has been through a retry queue already.
 pub fn retry_count(properties: &BasicProperties) -> u32 {
-    properties
-        .headers()
-        .as_ref()
-        .and_then(|headers| headers.inner().get(RETRY_COUNT_HEADER))
-        .and_then(|value| match value {
-            AMQPValue::LongUInt(n) => Some(*n),
-            AMQPValue::LongInt(n) => u32::try_from(*n).ok(),
-            AMQPValue::LongLongInt(n) => u32::try_from(*n).ok(),
-            AMQPValue::ShortUInt(n) => Some(u32::from(*n)),
-            AMQPValue::ShortShortUInt(n) => Some(u32::from(*n)),
-            _ => None,
-        })
-        .unwrap_or(0)
+    headers::read_u32(properties, RETRY_COUNT_HEADER).unwrap_or(0)
 }
 
 /// The routing key the producer used: a retried message comes back to the work queue with
 /// the queue's name as its routing key, and keeps the original in a header.
 pub fn original_routing_key(delivery: &Delivery) -> String {
-    header_string(&delivery.properties, ORIGINAL_ROUTING_KEY_HEADER)
+    headers::read_string(&delivery.properties, ORIGINAL_ROUTING_KEY_HEADER)
         .unwrap_or_else(|| delivery.routing_key.to_string())
-}
-
-/// A string header, if present.
-pub fn header_string(properties: &BasicProperties, name: &str) -> Option<String> {
-    match properties.headers().as_ref()?.inner().get(name)? {
-        AMQPValue::LongString(value) => Some(value.to_string()),
-        AMQPValue::ShortString(value) => Some(value.to_string()),
-        _ => None,
-    }
-}
-
-fn headers_of(properties: &BasicProperties) -> FieldTable {
-    properties.headers().clone().unwrap_or_default()
-}
-
-fn long_string(value: &str) -> AMQPValue {
-    AMQPValue::LongString(LongString::from(value))
 }
 
 /// Acks `delivery` and every earlier one on its channel.

@@ -17,7 +17,7 @@ use lapin::{
 use shared::{
     amqp::{BrokerAddress, ConnectionEvent, Reconnector},
     link::{Established, establish},
-    message::EventMessage,
+    message::{EventMessage, message_id},
     readiness::Readiness,
     topology::Topology,
     trace_context::TraceContext,
@@ -34,7 +34,8 @@ use tokio_util::sync::CancellationToken;
 pub struct WorkerSettings {
     pub broker: BrokerAddress,
     pub topology: Topology,
-    /// Most unacknowledged messages the broker sends ahead; also the largest batch.
+    /// Most unacknowledged messages the broker sends ahead. A batch is at most half of it
+    /// (rounded up), so that the broker sends the next half while one is being committed.
     pub prefetch: u16,
     /// Deliveries before a passing failure is given up on and dead-lettered.
     pub max_attempts: u32,
@@ -284,12 +285,9 @@ fn log_settled(
     let (event_id, customer_id) = match event {
         Some((event_id, customer_id)) => (event_id.to_string(), customer_id.to_string()),
         None => (
-            delivery
-                .properties
-                .message_id()
-                .as_ref()
-                .map(|id| id.to_string())
-                .unwrap_or_default(),
+            message_id(&delivery.properties)
+                .unwrap_or_default()
+                .to_owned(),
             String::new(),
         ),
     };

@@ -65,13 +65,8 @@ async fn sigterm_to_the_producer_under_load_loses_nothing_that_got_202() {
     let accepted: HashSet<uuid::Uuid> = accepted.lock().await.iter().copied().collect();
     let mut queued = HashSet::new();
     while let Some(message) = env.take_message(&env.queue).await {
-        let id = message
-            .properties
-            .message_id()
-            .as_ref()
-            .map(|id| id.to_string())
-            .unwrap_or_default();
-        queued.insert(uuid::Uuid::parse_str(&id).unwrap());
+        let id = shared::message::message_id(&message.properties).unwrap_or_default();
+        queued.insert(uuid::Uuid::parse_str(id).unwrap());
     }
     let lost: Vec<_> = accepted.difference(&queued).collect();
     assert!(

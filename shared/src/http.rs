@@ -127,8 +127,8 @@ pub fn with_common_layers(router: Router, service: &str, request_timeout: Durati
         })
         // One stack in one `layer` call, with one `from_fn`: every `Router::layer` call
         // boxes the routes again and every `from_fn` (like every `HandleError`) clones the
-        // stack below it, and each costs every request an allocation and a clone. With
-        // bench/run.sh the producer went from 0.79x the ceiling's rate to 0.95x this way.
+        // stack below it, and each costs every request an allocation and a clone (how that
+        // was found, with bench/run.sh: bench/README.md).
         .layer(
             ServiceBuilder::new()
                 .map_request(with_trace_context)

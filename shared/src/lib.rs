@@ -11,6 +11,7 @@ pub mod message;
 pub mod metrics;
 pub mod queue_stats;
 pub mod readiness;
+pub mod redact;
 pub mod shutdown;
 pub mod sync_api;
 pub mod telemetry;

@@ -1,16 +1,12 @@
 //! How an event travels as an AMQP message: body, routing key and the properties every
 //! consumer (and every operator reading the management UI) can rely on.
 
-use crate::trace_context::{TRACEPARENT, TraceContext};
 use crate::{
+    amqp::headers,
     event::{AddressChanged, EVENT_TYPE},
-    topology::routing_key,
+    trace_context::{TRACEPARENT, TraceContext},
 };
-use lapin::{
-    BasicProperties,
-    options::BasicPublishOptions,
-    types::{AMQPValue, LongString},
-};
+use lapin::{BasicProperties, options::BasicPublishOptions};
 
 /// The body's media type.
 pub const CONTENT_TYPE: &str = "application/json";
@@ -25,6 +21,15 @@ pub const MANDATORY: BasicPublishOptions = BasicPublishOptions {
     mandatory: true,
     immediate: false,
 };
+
+/// `address.changed.<postcode area in lower case>`, e.g. `address.changed.pr` for Preston,
+/// so a subscriber interested in one area binds `address.changed.pr` and sees nothing else.
+pub fn routing_key(event: &AddressChanged) -> String {
+    format!(
+        "{EVENT_TYPE}.{}",
+        event.new_address.postcode.area().to_ascii_lowercase()
+    )
+}
 
 /// An event ready to publish.
 #[derive(Debug, Clone)]
@@ -54,10 +59,10 @@ impl EventMessage {
 
     /// Carries `context` in the `traceparent` header, so the consumer continues the trace.
     pub fn with_trace_context(mut self, context: &TraceContext) -> Self {
-        let mut headers = self.properties.headers().clone().unwrap_or_default();
+        let mut headers = headers::cloned_from(&self.properties);
         headers.insert(
             TRACEPARENT.into(),
-            AMQPValue::LongString(LongString::from(context.to_string().as_str())),
+            headers::long_string(&context.to_string()),
         );
         self.properties = self.properties.with_headers(headers);
         self
@@ -65,19 +70,14 @@ impl EventMessage {
 
     /// The trace context a message carries, if any.
     pub fn trace_context_of(properties: &BasicProperties) -> Option<TraceContext> {
-        match properties.headers().as_ref()?.inner().get(TRACEPARENT)? {
-            AMQPValue::LongString(value) => TraceContext::parse(&value.to_string()),
-            AMQPValue::ShortString(value) => TraceContext::parse(value.as_str()),
-            _ => None,
-        }
+        TraceContext::parse(&headers::read_string(properties, TRACEPARENT)?)
     }
+}
 
-    /// The `message_id` property: the event id, used to match a returned message to its
-    /// request and shown in the management UI.
-    pub fn message_id(&self) -> &str {
-        self.properties
-            .message_id()
-            .as_ref()
-            .map_or("", |id| id.as_str())
-    }
+/// The `message_id` property, which the producer sets to the event id: it names the event
+/// in the management UI, in the dead-letter listing and on a log line about a message that
+/// could not be decoded. (Nothing matches messages by it: an unroutable message comes back
+/// as a nack of its own publish, see `topology`.)
+pub fn message_id(properties: &BasicProperties) -> Option<&str> {
+    properties.message_id().as_ref().map(|id| id.as_str())
 }

@@ -15,11 +15,10 @@ use axum::{Router, body::Bytes, extract::State, http::StatusCode, routing::post}
 use bench::Target;
 use clap::Parser;
 use lapin::{
-    BasicProperties, Channel, Confirmation,
-    options::ConfirmSelectOptions,
-    types::{AMQPValue, FieldTable},
+    BasicProperties, Channel, Confirmation, options::ConfirmSelectOptions, types::FieldTable,
 };
 use shared::{
+    amqp::headers::long_string,
     event::EVENT_TYPE,
     message::{CONTENT_TYPE, PERSISTENT},
     trace_context::{TRACEPARENT, TraceContext},
@@ -145,7 +144,7 @@ fn with_producer_properties(properties: &BasicProperties) -> BasicProperties {
     let mut headers = FieldTable::default();
     headers.insert(
         TRACEPARENT.into(),
-        AMQPValue::LongString(TraceContext::new_root().to_string().as_str().into()),
+        long_string(&TraceContext::new_root().to_string()),
     );
     properties
         .clone()

@@ -34,8 +34,8 @@ async fn a_valid_change_is_accepted_and_queued_as_a_persistent_event() {
         Some("application/json")
     );
     assert_eq!(
-        properties.message_id().as_ref().map(|v| v.to_string()),
-        Some(accepted.event_id.to_string())
+        shared::message::message_id(properties),
+        Some(accepted.event_id.to_string().as_str())
     );
     assert_eq!(
         properties.kind().as_ref().map(|v| v.as_str()),

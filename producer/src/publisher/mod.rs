@@ -10,7 +10,10 @@ use crate::metrics as metric;
 use channels::ConfirmChannels;
 use lapin::{Confirmation, Connection};
 use shared::{
-    amqp::BrokerAddress, message::EventMessage, readiness::Readiness, topology::Topology,
+    amqp::BrokerAddress,
+    message::{EventMessage, message_id},
+    readiness::Readiness,
+    topology::Topology,
 };
 use std::{
     sync::{Arc, Mutex, PoisonError},
@@ -248,7 +251,7 @@ impl Session {
             Confirmation::Ack(Some(returned)) => {
                 tracing::error!(
                     routing_key = %message.routing_key,
-                    returned = ?returned.properties.message_id(),
+                    returned = ?message_id(&returned.properties),
                     "A message came back unroutable: the exchange has lost its alternate exchange; declaring the topology again."
                 );
                 Err(unroutable())

@@ -14,9 +14,7 @@
 // Printing what each queue received is what an example is for.
 #![allow(clippy::print_stdout)]
 
-mod common;
-
-use common::{Received, collect, show};
+use course::{Received, collect, show};
 use lapin::{
     BasicProperties, Channel, Connection, ExchangeKind,
     options::{
@@ -28,7 +26,7 @@ use lapin::{
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let connection = common::connect("example: direct").await?;
+    let connection = course::connect("example: direct").await?;
 
     let one_queue = default_exchange_one_queue(&connection, "demo.one-queue").await?;
     println!("Default exchange, one queue:\n{}", show(&one_queue));

@@ -10,9 +10,7 @@
 // Printing what each queue received is what an example is for.
 #![allow(clippy::print_stdout)]
 
-mod common;
-
-use common::{Received, collect, show};
+use course::{Received, collect, show};
 use lapin::{
     BasicProperties, Connection, ExchangeKind,
     options::{
@@ -24,7 +22,7 @@ use lapin::{
 
 #[tokio::main]
 async fn main() -> anyhow::Result<()> {
-    let connection = common::connect("example: fanout").await?;
+    let connection = course::connect("example: fanout").await?;
     let subscribers = ["change-of-circumstances", "payments", "preston-mailshot"];
     let received = fan_out(
         &connection,

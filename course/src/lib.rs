@@ -1,5 +1,6 @@
-//! What both examples need besides their exchange: a connection from `AMQP_ADDR`, and a
-//! way to see what each queue received.
+//! The course's examples of the exchange types the services do not use (`examples/`: run
+//! `cargo run --example direct` or `fanout`), and what both need besides their exchange: a
+//! connection from `AMQP_ADDR`, and a way to see what each queue received.
 
 use futures_util::StreamExt;
 use lapin::{
