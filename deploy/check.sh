@@ -129,6 +129,41 @@ validate_compose_files() {
   check "the same RabbitMQ image on the laptop, in its cluster and on VM 1" same_rabbitmq_image
 }
 
+# The source label pushed inside the images must carry no credentials from the clone's URL.
+source_label_has_no_credentials() {
+  # shellcheck source=azure/lib.sh
+  source "$ROOT/deploy/azure/lib.sh"
+  local url expected
+  while IFS=' ' read -r url expected; do
+    [[ $(public_source_url "$url") == "$expected" ]] || {
+      echo "    public_source_url $url gave $(public_source_url "$url"), not $expected"
+      return 1
+    }
+  done <<'URLS'
+https://me:ghp_SECRET@github.com/team/coc.git https://github.com/team/coc.git
+https://x-access-token:abc@github.com/team/coc https://github.com/team/coc
+https://github.com/team/coc.git https://github.com/team/coc.git
+git@github.com:team/coc.git git@github.com:team/coc.git
+ssh://git@github.com/team/coc.git ssh://github.com/team/coc.git
+URLS
+}
+
+# README's Deploying must not start with push-images.sh: on an empty subscription there is
+# no registry to push to yet (deploy.sh creates it, then pushes).
+readme_deploys_with_deploy_sh_first() {
+  local first
+  first=$(grep -oE '^(DRY_RUN=1 )?deploy/azure/[a-z-]+\.sh' "$ROOT/README.md" | head -n 1)
+  echo "    README's first Azure command: $first"
+  [[ $first == *deploy/azure/deploy.sh ]]
+}
+
+run_registry_login_test() {
+  step "The VMs' registry login against a fake metadata service, registry and docker"
+  check "deploy/azure/testing/test_registry_login.py" python3 "$ROOT/deploy/azure/testing/test_registry_login.py"
+  check "the images' source label carries no credentials" source_label_has_no_credentials
+  check "README deploys with deploy.sh first" readme_deploys_with_deploy_sh_first
+}
+
 run_plan_test() {
   step "Plan test: DRY_RUN=1 deploy/azure/deploy.sh against a fake az"
   check "deploy/azure/testing/test_plan.py" python3 "$ROOT/deploy/azure/testing/test_plan.py" --state-root "$WORK/plan"
@@ -193,6 +228,7 @@ main() {
   check_line_endings
   validate_compose_files
   run_plan_test
+  run_registry_login_test
   validate_cloud_init
   run_rehearsal
   if ((${#failed[@]})); then

@@ -10,6 +10,17 @@ AZURE_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 REPO_ROOT=$(cd "$AZURE_DIR/../.." && pwd)
 readonly AZURE_DIR REPO_ROOT
 
+# A repository URL fit to publish (the images' source label): without the user and token a
+# clone URL may carry (https://user:TOKEN@github.com/...), which would otherwise be pushed
+# inside the image for anyone who can pull it.
+public_source_url() { # url
+  local url=$1
+  if [[ $url =~ ^([A-Za-z][A-Za-z0-9+.-]*://)[^/@]*@(.*)$ ]]; then
+    url=${BASH_REMATCH[1]}${BASH_REMATCH[2]}
+  fi
+  printf '%s' "$url"
+}
+
 require_bash_4_4() {
   if ((BASH_VERSINFO[0] < 4 || (BASH_VERSINFO[0] == 4 && BASH_VERSINFO[1] < 4))); then
     echo "These scripts need bash 4.4 or later (this is $BASH_VERSION; on macOS: brew install bash)." >&2

@@ -34,7 +34,7 @@ build_and_push() { # target image
   local revision created source_url
   revision=$(git -C "$REPO_ROOT" rev-parse HEAD 2>/dev/null || echo unknown)
   created=$(date -u +%Y-%m-%dT%H:%M:%SZ)
-  source_url=$(git -C "$REPO_ROOT" remote get-url origin 2>/dev/null || true)
+  source_url=$(public_source_url "$(git -C "$REPO_ROOT" remote get-url origin 2>/dev/null || true)")
   run docker build --platform "$IMAGE_PLATFORM" --target "$1" --tag "$2" \
     --build-arg VERSION="$IMAGE_TAG" --build-arg REVISION="$revision" \
     --build-arg CREATED="$created" --build-arg SOURCE_URL="$source_url" \

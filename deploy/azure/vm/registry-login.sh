@@ -12,19 +12,26 @@ set -euo pipefail
 
 settings=$(dirname "$0")/registry.env
 REGISTRY_SERVER='' REGISTRY_AUTH=none REGISTRY_USERNAME='' REGISTRY_PASSWORD=''
-# KEY=VALUE lines, read as data (never sourced): a password may contain any character.
-while IFS='=' read -r key value; do
+# KEY=VALUE lines, read as data (never sourced): a password may contain any character. The
+# value is everything after the first '=' (`IFS='=' read` would drop a trailing '=', which
+# ends many base64 passwords).
+while IFS= read -r line || [[ -n $line ]]; do
+  key=${line%%=*}
+  value=${line#*=}
   case $key in
     REGISTRY_SERVER | REGISTRY_AUTH | REGISTRY_USERNAME | REGISTRY_PASSWORD) printf -v "$key" '%s' "$value" ;;
   esac
 done <"$settings"
 
-readonly IMDS_TOKEN_URL='http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fmanagement.azure.com%2F'
+# A token for the registry's own audience: registries may refuse ARM-audience tokens (an
+# Azure built-in policy turns them off in many tenants); this one works everywhere.
+readonly IMDS_TOKEN_URL='http://169.254.169.254/metadata/identity/oauth2/token?api-version=2018-02-01&resource=https%3A%2F%2Fcontainerregistry.azure.net'
 # The user name ACR expects with a refresh token.
 readonly ACR_TOKEN_USER=00000000-0000-0000-0000-000000000000
 
-json_field() { # name: reads a JSON object on stdin, prints one string field
-  python3 -c 'import json, sys; print(json.load(sys.stdin)[sys.argv[1]])' "$1"
+json_field() { # name: reads a JSON object on stdin, prints one string field, no newline
+  # (a newline would go on to the token exchange as %0A, and the registry refuse the token)
+  python3 -c 'import json, sys; sys.stdout.write(json.load(sys.stdin)[sys.argv[1]])' "$1"
 }
 
 entra_token_of_this_vm() {
