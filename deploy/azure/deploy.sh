@@ -386,17 +386,25 @@ render_cloud_init() {
 
 # ---------------------------------------------------------------------------- VMs
 
+# VMs created by this run: their identity got AcrPull as it was made.
+CREATED_VMS=()
+
 create_vm() { # name size nic cloud-init
   if az_exists vm show --resource-group "$RESOURCE_GROUP" --name "$1"; then
     # cloud-init ran at its first boot; custom data cannot change afterwards.
     note "VM $1 exists: left as it is (to change its configuration, edit /opt/change-of-circumstances on it, or tear down and deploy again)"
     return
   fi
+  # With an ACR, the identity may pull from it from its first boot (the role is assigned as
+  # part of the creation), so VM 1's first pull does not wait for a later grant.
+  local acr_pull=()
+  [[ -n $REGISTRY ]] || acr_pull=(--scope "$ACR_ID" --role AcrPull)
   run az vm create --resource-group "$RESOURCE_GROUP" --name "$1" --location "$LOCATION" \
     --nics "$3" --size "$2" --image "$VM_IMAGE" \
     --os-disk-size-gb "$OS_DISK_SIZE_GB" --storage-sku "$OS_DISK_SKU" \
     --admin-username "$ADMIN_USERNAME" --authentication-type ssh --ssh-key-values "$SSH_PUBLIC_KEY_FILE" \
-    --assign-identity '[system]' --custom-data "$4" --output none
+    --assign-identity '[system]' "${acr_pull[@]}" --custom-data "$4" --output none
+  CREATED_VMS+=("$1")
 }
 
 create_vms() {
@@ -405,12 +413,20 @@ create_vms() {
   create_vm "$VM2_NAME" "$VM2_SIZE" "$NIC_VM2" "$VM2_CLOUD_INIT"
 }
 
+# For a VM of an earlier run (one made before the role came with the creation, or whose
+# grant was removed). The assignments are matched on the identity's object id, in the
+# answer: `--assignee` would look the identity up in Microsoft Graph, which may not know a
+# new one yet ("Cannot find user or service principal").
 grant_acr_pull() { # vm
   local principal count
+  if [[ " ${CREATED_VMS[*]} " == *" $1 "* ]]; then
+    note "$1 got AcrPull on $ACR_NAME when it was created"
+    return
+  fi
   principal=$(read_az "<principal-id-of-$1>" vm show --resource-group "$RESOURCE_GROUP" --name "$1" \
     --query identity.principalId --output tsv)
-  count=$(read_az 0 role assignment list --assignee "$principal" --role AcrPull --scope "$ACR_ID" \
-    --query 'length(@)' --output tsv)
+  count=$(read_az 0 role assignment list --role AcrPull --scope "$ACR_ID" \
+    --query "length([?principalId=='$principal'])" --output tsv)
   if ((count > 0)); then
     note "$1 may already pull from $ACR_NAME"
     return

@@ -254,10 +254,15 @@ def check_registry(outcome: Outcome, plan: list[list[str]], acr: bool) -> None:
             len(acr_create) == 1 and acr_create[0].get("--admin-enabled") == ["false"],
             "an ACR without admin user",
         )
+        vm_creates = [options(w) for w in plan if command_is(w, "az", "vm", "create")]
         outcome.check(
-            len(grants) == 2 and all(g.get("--role") == ["AcrPull"] and "registries" in g["--scope"][0] for g in grants),
-            "AcrPull on the registry for each VM's identity, nothing more",
+            len(vm_creates) == 2
+            and all(
+                v.get("--role") == ["AcrPull"] and "registries" in v.get("--scope", [""])[0] for v in vm_creates
+            ),
+            "each VM's identity gets AcrPull on the registry as the VM is created (no wait for a later grant)",
         )
+        outcome.check(not grants, "no separate role assignment for VMs created by this run")
         outcome.check(
             any(command_is(w, "docker", "push") for w in plan) and any(command_is(w, "az", "acr", "login") for w in plan),
             "images built locally and pushed to the ACR (no az acr build)",
@@ -265,6 +270,10 @@ def check_registry(outcome: Outcome, plan: list[list[str]], acr: bool) -> None:
         outcome.check(not any(command_is(w, "az", "acr", "build") for w in plan), "no az acr build")
     else:
         outcome.check(not grants, "no role assignment with an external registry")
+        outcome.check(
+            not any("--role" in options(w) for w in plan if command_is(w, "az", "vm", "create")),
+            "no role on the VMs with an external registry",
+        )
         outcome.check(not any(command_is(w, "az", "acr") for w in plan), "no ACR with an external registry")
 
 
@@ -375,6 +384,11 @@ def main() -> int:
             ),
         ]
     failed = [f"{o.scenario}: {f}" for o in outcomes for f in o.failures]
+    # A re-run looks up the role assignments of VMs that exist; the plan above only creates.
+    # `--assignee` would ask Microsoft Graph for the identity, which may not know a new one.
+    lookups = [line for line in DEPLOY.read_text().splitlines() if "role assignment list" in line]
+    if not lookups or any("--assignee" in line for line in lookups):
+        failed.append(f"deploy.sh finds role assignments by object id, never --assignee: {lookups}")
     if failed:
         print(f"\nPlan test FAILED ({len(failed)}):\n  " + "\n  ".join(failed))
         return 1
