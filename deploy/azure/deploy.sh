@@ -166,6 +166,28 @@ load_or_create_secrets() {
   export "${SECRET_NAMES[@]}"
 }
 
+# The network layout a resource group was first deployed with. A re-run never changes an
+# existing subnet, NIC or VM (Azure keeps them as they are), so a changed setting would be
+# printed in the summary but not take effect: a re-run with a different layout is refused.
+readonly LAYOUT_NAMES=(VNET_PREFIX SUBNET_PREFIX VM1_PRIVATE_IP VM2_PRIVATE_IP VM2_PUBLIC_IP)
+
+keep_layout() {
+  local file=$STATE_DIR/layout.env line name value
+  if [[ -f $file ]]; then
+    while IFS= read -r line; do
+      name=${line%%=*}
+      value=${line#*=}
+      [[ " ${LAYOUT_NAMES[*]} " == *" $name "* ]] || continue
+      [[ ${!name} == "$value" ]] ||
+        die "$RESOURCE_GROUP was deployed with $name=$value, and a re-run cannot change it (existing subnets, NICs and VMs are left as they are). Keep $name=$value, or run deploy/azure/teardown.sh and deploy again. (If only a DRY_RUN ever ran, delete $file.)"
+    done <"$file"
+    return
+  fi
+  for name in "${LAYOUT_NAMES[@]}"; do
+    printf '%s=%s\n' "$name" "${!name}"
+  done >"$file"
+}
+
 # ---------------------------------------------------------------------------- Azure resources
 
 register_providers() {
@@ -497,6 +519,7 @@ main() {
   detect_operator_ip
   load_or_create_acr_name
   load_or_create_secrets
+  keep_layout
   register_providers
   create_resource_group
   create_registry

@@ -358,6 +358,14 @@ def scenario(name: str, root: Path, fakes: Path, extra_env: dict[str, str], *, v
     outcome.check(status_again == 0 and before == after, "a second run reuses the secrets and the registry name")
     if status_again != 0:
         print(stderr_again, file=sys.stderr)
+    # A re-run cannot change the network layout (existing subnets and NICs stay as they are):
+    # with VM 2's way out switched, it must refuse, saying so, before touching anything.
+    switched = {**extra_env, "VM2_PUBLIC_IP": "false" if vm2_public else "true"}
+    status_switched, _, stderr_switched, _, _ = run_dry(state_dir, fakes, switched)
+    outcome.check(
+        status_switched != 0 and "VM2_PUBLIC_IP" in stderr_switched and "teardown.sh" in stderr_switched,
+        "a re-run with VM2_PUBLIC_IP switched is refused, naming the setting and the way out",
+    )
     return outcome
 
 
