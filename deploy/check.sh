@@ -12,8 +12,11 @@
 #  3. `docker-compose config` on docker-compose.yml (with and without the pubsub profile, and
 #     with docker-compose.cluster.yml) with an env file made from .env.example, and on each
 #     VM's compose file with its rendered .env
-#  4. the plan test: DRY_RUN=1 deploy/azure/deploy.sh against a fake az (test_plan.py)
-#  5. `cloud-init schema` on each rendered cloud-config; `systemd-analyze verify` on the VMs' unit
+#  4. the plan test: DRY_RUN=1 deploy/azure/deploy.sh against a fake az (test_plan.py); the
+#     VMs' registry login against fakes (test_registry_login.py); the images' source label;
+#     README's order of the Azure commands
+#  5. `cloud-init schema` and the current cloud-init JSON schema on each rendered
+#     cloud-config; `systemd-analyze verify` on the VMs' unit
 #  6. the rehearsal: deploy/local/rehearse.sh
 set -euo pipefail
 
@@ -21,6 +24,9 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 readonly ROOT
 WORK=$(mktemp -d /tmp/coc-check.XXXXXX)
 readonly WORK
+# Fetched by deploy/install-check-tools.sh.
+CLOUD_CONFIG_SCHEMA=${CLOUD_INIT_SCHEMA_DIR:-/var/cache/change-of-circumstances/cloud-init-schema}/schema-cloud-config-v1.json
+readonly CLOUD_CONFIG_SCHEMA
 trap 'rm -rf "$WORK"' EXIT
 
 failed=()
@@ -45,6 +51,8 @@ require_tools() {
     command -v "$tool" >/dev/null || missing+=("$tool")
   done
   python3 -c 'import yaml' 2>/dev/null || missing+=("python3-yaml")
+  python3 -c 'import jsonschema' 2>/dev/null || missing+=("jsonschema")
+  [[ -f $CLOUD_CONFIG_SCHEMA ]] || missing+=("$CLOUD_CONFIG_SCHEMA")
   if ((${#missing[@]})); then
     echo "missing: ${missing[*]}; run deploy/install-check-tools.sh" >&2
     exit 1
@@ -185,13 +193,22 @@ validate_cloud_init() {
     [[ -f $file ]] || continue
     count=$((count + 1))
     check "${file#"$WORK/plan/"}" cloud-init schema --config-file "$file"
+    check "${file#"$WORK/plan/"} against the current schema ($(cat "$(dirname "$CLOUD_CONFIG_SCHEMA")/VERSION"))" \
+      python3 "$ROOT/deploy/azure/testing/validate_cloud_config.py" "$CLOUD_CONFIG_SCHEMA" "$file"
   done
+  check "the current schema refuses a misspelt key (run_cmd:)" refuses_unknown_key
   check "rendered cloud-configs found ($count)" test "$count" -ge 2
   if command -v systemd-analyze >/dev/null; then
     check "systemd-analyze verify change-of-circumstances.service" verify_systemd_unit
   else
     echo "    skipped systemd-analyze verify (not installed)"
   fi
+}
+
+# The check above must be able to fail: a key the VMs' cloud-init would ignore is an error.
+refuses_unknown_key() {
+  printf '#cloud-config\nrun_cmd:\n  - echo never run\n' >"$WORK/misspelt.yaml"
+  ! python3 "$ROOT/deploy/azure/testing/validate_cloud_config.py" "$CLOUD_CONFIG_SCHEMA" "$WORK/misspelt.yaml" 2>/dev/null
 }
 
 # systemd-analyze verify needs the unit's dependencies and commands to exist: give it a root
