@@ -11,9 +11,11 @@
 #     LF line endings
 #  3. `docker-compose config` on docker-compose.yml (with and without the pubsub profile, and
 #     with docker-compose.cluster.yml) with an env file made from .env.example, and on each
-#     VM's compose file with its rendered .env
+#     VM's compose file with its rendered .env, refused without the passwords custom data no
+#     longer carries, accepted once deliver-secrets.sh has added them
 #  4. the plan test: DRY_RUN=1 deploy/azure/deploy.sh against a fake az (test_plan.py); the
-#     VMs' registry login against fakes (test_registry_login.py); the images' source label;
+#     VMs' registry login against fakes (test_registry_login.py); the passwords' delivery
+#     onto a VM after cloud-init (test_deliver_secrets.py); the images' source label;
 #     README's order of the Azure commands
 #  5. `cloud-init schema` and the current cloud-init JSON schema on each rendered
 #     cloud-config; `systemd-analyze verify` on the VMs' unit
@@ -108,13 +110,17 @@ compose_config() { # env-file compose-file [compose options...]
   docker-compose --project-directory "$(dirname "$file")" --env-file "$env_file" -f "$file" "$@" config --quiet
 }
 
+# docker-compose.yml sets the broker's version; VM 1 takes it from there (deploy.sh renders
+# it into VM 1's .env, which the plan test checks); the cluster's overlay, another file,
+# cannot use its anchor and must name the same image.
 same_rabbitmq_image() {
   local laptop cluster vm1
   laptop=$(sed -n 's/^x-rabbitmq-image: &rabbitmq-image //p' "$ROOT/docker-compose.yml")
   cluster=$(sed -n 's/^ *image: \(rabbitmq:.*\)$/\1/p' "$ROOT/docker-compose.cluster.yml")
-  vm1=$(sed -n 's/^ *image: \(rabbitmq:.*\)$/\1/p' "$ROOT/deploy/azure/vm1/compose.yaml")
+  vm1=$(sed -n 's/^ *image: \(.*RABBITMQ.*\)$/\1/p' "$ROOT/deploy/azure/vm1/compose.yaml")
   echo "    docker-compose.yml: $laptop; docker-compose.cluster.yml: $cluster; VM 1: $vm1"
-  [[ -n $laptop && $laptop == "$cluster" && $laptop == "$vm1" ]]
+  # shellcheck disable=SC2016 # the literal compose variable, not a shell expansion
+  [[ -n $laptop && $laptop == "$cluster" && $vm1 == '${RABBITMQ_IMAGE:?}' ]]
 }
 
 every_setting_has_a_value() { # env-file: no empty value left after new-env.sh
@@ -166,8 +172,9 @@ readme_deploys_with_deploy_sh_first() {
 }
 
 run_registry_login_test() {
-  step "The VMs' registry login against a fake metadata service, registry and docker"
+  step "The VMs' registry login (fake metadata service, registry, docker) and password delivery"
   check "deploy/azure/testing/test_registry_login.py" python3 "$ROOT/deploy/azure/testing/test_registry_login.py"
+  check "deploy/azure/testing/test_deliver_secrets.py" python3 "$ROOT/deploy/azure/testing/test_deliver_secrets.py"
   check "the images' source label carries no credentials" source_label_has_no_credentials
   check "README deploys with deploy.sh first" readme_deploys_with_deploy_sh_first
 }
@@ -180,10 +187,39 @@ run_plan_test() {
     scenario=${scenario%/}
     [[ -d $scenario/state/cloud-init ]] || continue
     for vm in vm1 vm2; do
-      check "deploy/azure/$vm/compose.yaml with the .env of $(basename "$scenario")" \
-        compose_config "$scenario/state/cloud-init/$vm.env" "$ROOT/deploy/azure/$vm/compose.yaml"
+      check "deploy/azure/$vm/compose.yaml refuses the .env of $(basename "$scenario") as custom data has it (no password)" \
+        refuses_env_without_passwords "$scenario/state/cloud-init/$vm.env" "$ROOT/deploy/azure/$vm/compose.yaml"
+      check "deploy/azure/$vm/compose.yaml with that .env once deliver-secrets.sh has added the passwords" \
+        compose_config_after_delivery "$scenario" "$vm"
     done
   done
+}
+
+refuses_env_without_passwords() { # env-file compose-file
+  ! compose_config "$@" 2>/dev/null
+}
+
+# What the run command does on the VM, on a copy: the passwords of the plan's secrets.env
+# into the rendered .env (fakes stand in for cloud-init and systemctl), then compose config.
+compose_config_after_delivery() { # scenario vm
+  local scenario=$1 vm=$2 dir names
+  dir=$WORK/delivered/$(basename "$scenario")-$vm
+  mkdir -p "$dir/bin"
+  cp "$scenario/state/cloud-init/$vm.env" "$dir/.env"
+  printf '#!/bin/sh\n' >"$dir/bin/cloud-init"
+  printf '#!/bin/sh\n' >"$dir/bin/systemctl"
+  chmod +x "$dir/bin/cloud-init" "$dir/bin/systemctl"
+  case $vm in
+    vm1) names="PRODUCER_AMQP_PASSWORD RABBITMQ_MONITOR_PASSWORD" ;;
+    vm2) names="CONSUMER_AMQP_PASSWORD" ;;
+  esac
+  (
+    set -a
+    # shellcheck disable=SC1091 # made by the plan test
+    source "$scenario/state/secrets.env"
+    set +a
+    PATH=$dir/bin:$PATH COC_DIR=$dir SECRET_NAMES=$names "$ROOT/deploy/azure/vm/deliver-secrets.sh" >/dev/null
+  ) && compose_config "$dir/.env" "$ROOT/deploy/azure/$vm/compose.yaml"
 }
 
 validate_cloud_init() {

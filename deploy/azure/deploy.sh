@@ -362,11 +362,21 @@ registry_auth() {
   fi
 }
 
+# The broker's image as docker-compose.yml names it (x-rabbitmq-image): the one place its
+# version is set, for the laptop and VM 1 alike.
+rabbitmq_image() {
+  local image
+  image=$(sed -n 's/^x-rabbitmq-image: &rabbitmq-image //p' "$REPO_ROOT/docker-compose.yml")
+  [[ $image == rabbitmq:* ]] || die "no x-rabbitmq-image in docker-compose.yml"
+  printf '%s' "$image"
+}
+
 render_cloud_init() {
   step "cloud-init for each VM ($STATE_DIR/cloud-init)"
-  local dir=$STATE_DIR/cloud-init producer consumer registry_server auth
+  local dir=$STATE_DIR/cloud-init producer consumer rabbitmq registry_server auth
   producer=$(producer_image)
   consumer=$(consumer_image)
+  rabbitmq=$(rabbitmq_image)
   registry_server=$(image_registry | cut -d/ -f1)
   auth=$(registry_auth)
   (
@@ -374,12 +384,12 @@ render_cloud_init() {
     mkdir -p "$dir"
     export TPL_VM1_PRIVATE_IP=$VM1_PRIVATE_IP TPL_VM2_PRIVATE_IP=$VM2_PRIVATE_IP \
       TPL_RABBITMQ_VHOST=$RABBITMQ_VHOST TPL_EXCHANGE=$EXCHANGE TPL_QUEUE=$QUEUE \
-      TPL_PRODUCER_IMAGE=$producer TPL_CONSUMER_IMAGE=$consumer \
-      TPL_PRODUCER_AMQP_USER=$PRODUCER_AMQP_USER TPL_PRODUCER_AMQP_PASSWORD=$PRODUCER_AMQP_PASSWORD \
-      TPL_CONSUMER_AMQP_USER=$CONSUMER_AMQP_USER TPL_CONSUMER_AMQP_PASSWORD=$CONSUMER_AMQP_PASSWORD \
-      TPL_RABBITMQ_MONITOR_USER=$RABBITMQ_MONITOR_USER TPL_RABBITMQ_MONITOR_PASSWORD=$RABBITMQ_MONITOR_PASSWORD \
-      TPL_REGISTRY_SERVER=$registry_server TPL_REGISTRY_AUTH=$auth \
-      TPL_REGISTRY_USERNAME=$REGISTRY_USERNAME TPL_REGISTRY_PASSWORD=$REGISTRY_PASSWORD
+      TPL_PRODUCER_IMAGE=$producer TPL_CONSUMER_IMAGE=$consumer TPL_RABBITMQ_IMAGE=$rabbitmq \
+      TPL_PRODUCER_AMQP_USER=$PRODUCER_AMQP_USER TPL_CONSUMER_AMQP_USER=$CONSUMER_AMQP_USER \
+      TPL_RABBITMQ_MONITOR_USER=$RABBITMQ_MONITOR_USER \
+      TPL_REGISTRY_SERVER=$registry_server TPL_REGISTRY_AUTH=$auth TPL_REGISTRY_USERNAME=$REGISTRY_USERNAME
+    # No password goes into custom data (anyone who may read the VM's model can read it):
+    # deliver_secrets puts them on each VM once it exists.
     render "$AZURE_DIR/vm1/env.tmpl" "$dir/vm1.env"
     render "$AZURE_DIR/vm2/env.tmpl" "$dir/vm2.env"
     render "$AZURE_DIR/vm/registry.env.tmpl" "$dir/registry.env"
@@ -464,6 +474,47 @@ grant_registry_access() {
   grant_acr_pull "$VM2_NAME"
 }
 
+# ---------------------------------------------------------------------------- passwords
+
+readonly DELIVERY=deliver-secrets
+
+# Runs vm/deliver-secrets.sh on a VM with `az vm run-command create`, each password a
+# protected parameter (an environment variable of the script, encrypted on its way, never
+# returned by the API), and waits for it: the script waits for cloud-init, writes the
+# passwords into the VM's .env (or registry.env) and starts the stack. The plan shows each
+# value as <NAME>, never the value. The run command is deleted afterwards, so its settings do
+# not stay on the VM's model.
+deliver_secrets_to() { # vm secret-name...
+  local vm=$1 name given=() shown=()
+  shift
+  for name in "$@"; do
+    given+=("$name=${!name}")
+    shown+=("$name=<$name>")
+  done
+  local args=(vm run-command create --resource-group "$RESOURCE_GROUP" --vm-name "$vm"
+    --run-command-name "$DELIVERY" --script "@$AZURE_DIR/vm/deliver-secrets.sh"
+    --parameters "SECRET_NAMES=$*" --async-execution false --timeout-in-seconds 1800 --output none)
+  printf '+ %s\n' "$(quote_command az "${args[@]}" --protected-parameters "${shown[@]}")"
+  is_dry_run || az "${args[@]}" --protected-parameters "${given[@]}"
+  # The run command "succeeds" once the script has run, whatever its exit code: ask.
+  local state
+  state=$(read_az Succeeded vm run-command show --resource-group "$RESOURCE_GROUP" --vm-name "$vm" \
+    --run-command-name "$DELIVERY" --instance-view --query instanceView.executionState --output tsv)
+  if [[ $state != Succeeded ]]; then
+    die "the passwords did not reach $vm ($state); the script's output: az vm run-command show --resource-group $RESOURCE_GROUP --vm-name $vm --run-command-name $DELIVERY --instance-view"
+  fi
+  run az vm run-command delete --resource-group "$RESOURCE_GROUP" --vm-name "$vm" \
+    --run-command-name "$DELIVERY" --yes --output none
+}
+
+deliver_secrets() {
+  step "Passwords onto each VM (az vm run-command; never in custom data)"
+  local registry=()
+  [[ $(registry_auth) == password ]] && registry=(REGISTRY_PASSWORD)
+  deliver_secrets_to "$VM1_NAME" PRODUCER_AMQP_PASSWORD RABBITMQ_MONITOR_PASSWORD "${registry[@]}"
+  deliver_secrets_to "$VM2_NAME" CONSUMER_AMQP_PASSWORD "${registry[@]}"
+}
+
 # ---------------------------------------------------------------------------- done
 
 wait_for_producer() {
@@ -530,6 +581,7 @@ main() {
   render_cloud_init
   create_vms
   grant_registry_access
+  deliver_secrets
   wait_for_producer
   print_summary
 }

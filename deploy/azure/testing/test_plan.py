@@ -17,7 +17,9 @@ What must hold, whatever the settings:
   * the subnet is private (no default outbound access) and VM 2 has an explicit way out;
   * with ACR, each VM's identity gets AcrPull on the registry and nothing else;
   * the cloud-init files carry the repository's compose files, VM 2 reaches VM 1's private
-    address with its own user, VM 1 never sees the consumer's password, and no guest user.
+    address with its own user, and no guest user;
+  * no password is in custom data or in the printed plan: each VM gets its own, once it exists,
+    from a run command (vm/deliver-secrets.sh) with protected parameters.
 """
 
 from __future__ import annotations
@@ -43,14 +45,19 @@ VNET_PREFIX = "10.20.0.0/16"
 VM1_PRIVATE_IP = "10.20.1.10"
 VM2_PRIVATE_IP = "10.20.1.11"
 BROKER_PORTS = {5672, 15672, 4369, 25672}
+# The external registry scenario's password: it must reach the VMs, but not by custom data.
+REGISTRY_PASSWORD = "not-a-real-token"
 ANYWHERE = {"*", "internet", "any", "0.0.0.0", "0.0.0.0/0", "::/0"}
 
-# Flags of `az network nsg rule create` that take several values, and the CLI's defaults.
+# Flags (of `az network nsg rule create`, `az vm run-command create`) that take several values,
+# and the CLI's defaults of the rule's.
 MULTI_VALUE = {
     "--source-address-prefixes",
     "--destination-address-prefixes",
     "--source-port-ranges",
     "--destination-port-ranges",
+    "--parameters",
+    "--protected-parameters",
 }
 RULE_DEFAULTS = {
     "--access": ["Allow"],
@@ -277,6 +284,50 @@ def check_registry(outcome: Outcome, plan: list[list[str]], acr: bool) -> None:
         outcome.check(not any(command_is(w, "az", "acr") for w in plan), "no ACR with an external registry")
 
 
+def check_secret_delivery(outcome: Outcome, plan: list[list[str]], output: str, state_dir: Path, registry_auth: str) -> None:
+    """The passwords reach each VM after it exists, as protected parameters of a run command
+    (never custom data), and no value is printed."""
+    secrets = dict(
+        line.split("=", 1) for line in (state_dir / "state" / "secrets.env").read_text().splitlines() if "=" in line
+    )
+    printed = sorted(name for name, value in secrets.items() if value in output)
+    printed += ["REGISTRY_PASSWORD"] if REGISTRY_PASSWORD in output else []
+    outcome.check(not printed, f"the plan prints no password {printed}")
+    registry = ["REGISTRY_PASSWORD"] if registry_auth == "password" else []
+    wanted = {
+        "coc-vm1": ["PRODUCER_AMQP_PASSWORD", "RABBITMQ_MONITOR_PASSWORD", *registry],
+        "coc-vm2": ["CONSUMER_AMQP_PASSWORD", *registry],
+    }
+    for vm, names in wanted.items():
+        created = next(
+            (i for i, w in enumerate(plan) if command_is(w, "az", "vm", "create") and options(w)["--name"] == [vm]), None
+        )
+        runs = [
+            (i, options(w))
+            for i, w in enumerate(plan)
+            if command_is(w, "az", "vm", "run-command", "create") and options(w).get("--vm-name") == [vm]
+        ]
+        delivered = len(runs) == 1 and created is not None and runs[0][0] > created
+        given = runs[0][1] if runs else {}
+        outcome.check(
+            delivered
+            and given.get("--script", [""])[0].endswith("/vm/deliver-secrets.sh")
+            and given.get("--parameters") == [f"SECRET_NAMES={' '.join(names)}"]
+            and [p.split("=", 1)[0] for p in given.get("--protected-parameters", [])] == names
+            and given.get("--async-execution") == ["false"],
+            f"{vm}: after it is created, a run command delivers {', '.join(names)} as protected parameters",
+        )
+        deleted = [
+            i
+            for i, w in enumerate(plan)
+            if command_is(w, "az", "vm", "run-command", "delete") and options(w).get("--vm-name") == [vm]
+        ]
+        outcome.check(
+            bool(runs) and len(deleted) == 1 and deleted[0] > runs[0][0],
+            f"{vm}: the run command is deleted once it has run",
+        )
+
+
 def write_files(cloud_config: dict) -> dict[str, str]:
     return {entry["path"]: entry.get("content", "") for entry in cloud_config.get("write_files", [])}
 
@@ -306,17 +357,25 @@ def check_cloud_init(outcome: Outcome, cloud_init: dict[str, str], state_dir: Pa
             in (vm1 if vm == "VM 1" else vm2).get("runcmd", []),
             f"{vm}: runcmd enables the systemd unit that starts the stack at every boot",
         )
+    laptop_image = next(
+        line.split()[-1]
+        for line in (REPO_ROOT / "docker-compose.yml").read_text().splitlines()
+        if line.startswith("x-rabbitmq-image:")
+    )
+    outcome.check(
+        f"RABBITMQ_IMAGE={laptop_image}\n" in files1.get(f"{base}/.env", ""),
+        f"VM 1 runs the broker image docker-compose.yml names ({laptop_image})",
+    )
     env2 = files2.get(f"{base}/.env", "")
     outcome.check(
-        f"VM1_PRIVATE_IP={VM1_PRIVATE_IP}" in env2
-        and f"CONSUMER_AMQP_PASSWORD={secrets['CONSUMER_AMQP_PASSWORD']}" in env2,
+        f"VM1_PRIVATE_IP={VM1_PRIVATE_IP}" in env2 and "CONSUMER_AMQP_USER=coc-consumer" in env2,
         "VM 2 reaches VM 1's private address with the consumer's own user",
     )
-    vm1_text = Path(cloud_init["coc-vm1"]).read_text()
-    outcome.check(
-        secrets["CONSUMER_AMQP_PASSWORD"] not in vm1_text and secrets["RABBITMQ_ADMIN_PASSWORD"] not in vm1_text,
-        "VM 1 holds no plain password but its own (the broker has hashes)",
-    )
+    for vm, path in sorted(cloud_init.items()):
+        text = Path(path).read_text()
+        leaked = sorted(name for name, value in secrets.items() if value in text)
+        leaked += ["REGISTRY_PASSWORD"] if REGISTRY_PASSWORD in text else []
+        outcome.check(not leaked, f"{vm}: custom data holds no password (the broker's definitions have hashes) {leaked}")
     definitions = yaml.safe_load(files1.get(f"{base}/rabbitmq/definitions/definitions.json", "{}"))
     users = {user["name"] for user in definitions.get("users", [])}
     outcome.check(
@@ -349,6 +408,7 @@ def scenario(name: str, root: Path, fakes: Path, extra_env: dict[str, str], *, v
     auth = "managed-identity" if acr else ("password" if extra_env.get("REGISTRY_USERNAME") else "none")
     if len(cloud_init) == 2:
         check_cloud_init(outcome, cloud_init, state_dir, auth)
+    check_secret_delivery(outcome, plan, stdout + stderr, state_dir, auth)
 
     # Re-running must reuse the secrets and the registry name: the VMs already have them.
     state = state_dir / "state"
@@ -386,7 +446,7 @@ def main() -> int:
                 "external-registry",
                 root,
                 fakes,
-                {"REGISTRY": "ghcr.io/example/coc", "REGISTRY_USERNAME": "robot", "REGISTRY_PASSWORD": "not-a-real-token"},
+                {"REGISTRY": "ghcr.io/example/coc", "REGISTRY_USERNAME": "robot", "REGISTRY_PASSWORD": REGISTRY_PASSWORD},
                 vm2_public=True,
                 acr=False,
             ),
