@@ -120,6 +120,11 @@ detect_operator_ip() {
   note "$OPERATOR_CIDR"
 }
 
+check_auto_shutdown() {
+  [[ $AUTO_SHUTDOWN_UTC == off || $AUTO_SHUTDOWN_UTC =~ ^([01][0-9]|2[0-3])[0-5][0-9]$ ]] ||
+    die "AUTO_SHUTDOWN_UTC \"$AUTO_SHUTDOWN_UTC\" must be a UTC time as hhmm (e.g. 1900) or off"
+}
+
 check_ssh_key() {
   if [[ -n $SSH_PUBLIC_KEY_FILE && -f $SSH_PUBLIC_KEY_FILE ]]; then
     return
@@ -515,6 +520,24 @@ deliver_secrets() {
   deliver_secrets_to "$VM2_NAME" CONSUMER_AMQP_PASSWORD "${registry[@]}"
 }
 
+# ---------------------------------------------------------------------------- looking after the VMs
+
+# Boot diagnostics (managed storage) give the serial log and console in the portal and
+# `az vm boot-diagnostics get-boot-log`, for a VM that does not answer SSH; the daily
+# shutdown keeps a forgotten demo from costing more than a working day.
+look_after_vms() {
+  step "Boot diagnostics, and a daily shutdown at ${AUTO_SHUTDOWN_UTC} UTC"
+  local vm
+  for vm in "$VM1_NAME" "$VM2_NAME"; do
+    run az vm boot-diagnostics enable --resource-group "$RESOURCE_GROUP" --name "$vm" --output none
+    if [[ $AUTO_SHUTDOWN_UTC == off ]]; then
+      note "$vm: no automatic shutdown (AUTO_SHUTDOWN_UTC=off)"
+    else
+      run az vm auto-shutdown --resource-group "$RESOURCE_GROUP" --name "$vm" --time "$AUTO_SHUTDOWN_UTC" --output none
+    fi
+  done
+}
+
 # ---------------------------------------------------------------------------- done
 
 wait_for_producer() {
@@ -539,6 +562,23 @@ wait_for_producer() {
   note "ready"
 }
 
+# The demo's variables (deploy/README.md, "The demo"), to source: VM 1's public address, VM 2's
+# private one (reached through VM 1 whatever its layout), the admin password for the tunnel.
+write_demo_env() {
+  DEMO_ENV=$STATE_DIR/demo.env
+  (
+    umask 077
+    cat >"$DEMO_ENV.new" <<EOF
+# Written by deploy/azure/deploy.sh for the demo in deploy/README.md: . $DEMO_ENV
+VM1=$VM1_PUBLIC_ADDRESS
+VM2=$VM2_PRIVATE_IP
+ADMIN_USERNAME=$ADMIN_USERNAME
+RABBITMQ_ADMIN_PASSWORD=$RABBITMQ_ADMIN_PASSWORD
+EOF
+    mv "$DEMO_ENV.new" "$DEMO_ENV"
+  )
+}
+
 print_summary() {
   local vm2_ssh
   if [[ $VM2_PUBLIC_IP == true ]]; then
@@ -555,7 +595,8 @@ print_summary() {
   Management UI:   ssh -N -L 15672:127.0.0.1:15672 $ADMIN_USERNAME@$VM1_PUBLIC_ADDRESS
                    then http://localhost:15672 as $RABBITMQ_ADMIN_USER, password RABBITMQ_ADMIN_PASSWORD
                    in $STATE_DIR/secrets.env
-  Demo and troubleshooting: deploy/README.md. Remove everything: deploy/azure/teardown.sh
+  Demo:            . $DEMO_ENV   then deploy/README.md, "The demo"
+  Troubleshooting: deploy/README.md. Remove everything: deploy/azure/teardown.sh
 EOF
 }
 
@@ -565,6 +606,7 @@ main() {
   check_tools
   check_network_settings
   check_ssh_key
+  check_auto_shutdown
   is_dry_run && step "DRY RUN: az commands are printed, not run"
   check_azure_login
   detect_operator_ip
@@ -582,7 +624,9 @@ main() {
   create_vms
   grant_registry_access
   deliver_secrets
+  look_after_vms
   wait_for_producer
+  write_demo_env
   print_summary
 }
 

@@ -54,6 +54,8 @@ load_settings() {
   ADMIN_USERNAME=${ADMIN_USERNAME:-azureuser}
   SSH_PUBLIC_KEY_FILE=${SSH_PUBLIC_KEY_FILE:-$(default_ssh_key)}
   OPERATOR_IP=${OPERATOR_IP:-}
+  # Each VM stops (deallocated: no compute cost) at this UTC time every day; `off` for never.
+  AUTO_SHUTDOWN_UTC=${AUTO_SHUTDOWN_UTC:-1900}
 
   # Images: an Azure Container Registry made here (ACR_NAME, generated once if unset), or any
   # registry given as REGISTRY (e.g. ghcr.io/you), with REGISTRY_USERNAME/REGISTRY_PASSWORD

@@ -32,8 +32,12 @@ delete_resource_group() {
     return
   fi
   confirm
-  step "Deleting resource group $RESOURCE_GROUP (several minutes)"
-  run az group delete --name "$RESOURCE_GROUP" --yes
+  step "Deleting resource group $RESOURCE_GROUP"
+  # Azure takes 5-15 minutes; the terminal need not wait for it.
+  run az group delete --name "$RESOURCE_GROUP" --yes --no-wait
+  note "Azure is deleting it now (5-15 minutes). To wait for the end:"
+  note "  az group wait --deleted --resource-group $RESOURCE_GROUP"
+  note "or look: az group exists --name $RESOURCE_GROUP   (false once it is gone)"
 }
 
 remove_local_state() {

@@ -19,7 +19,9 @@ What must hold, whatever the settings:
   * the cloud-init files carry the repository's compose files, VM 2 reaches VM 1's private
     address with its own user, and no guest user;
   * no password is in custom data or in the printed plan: each VM gets its own, once it exists,
-    from a run command (vm/deliver-secrets.sh) with protected parameters.
+    from a run command (vm/deliver-secrets.sh) with protected parameters;
+  * both VMs have boot diagnostics and a daily shutdown (AUTO_SHUTDOWN_UTC, unless off);
+  * demo.env sets every variable of deploy/README.md's demo; teardown.sh does not block.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ import argparse
 import base64
 import ipaddress
 import os
+import re
 import shlex
 import subprocess
 import sys
@@ -328,6 +331,43 @@ def check_secret_delivery(outcome: Outcome, plan: list[list[str]], output: str, 
         )
 
 
+def check_vm_care(outcome: Outcome, plan: list[list[str]], shutdown: str) -> None:
+    """Boot diagnostics on both VMs; a daily shutdown at AUTO_SHUTDOWN_UTC unless it is off."""
+    for vm in ("coc-vm1", "coc-vm2"):
+        diagnostics = [
+            w for w in plan if command_is(w, "az", "vm", "boot-diagnostics", "enable") and options(w)["--name"] == [vm]
+        ]
+        outcome.check(len(diagnostics) == 1, f"{vm}: boot diagnostics on")
+        times = [
+            options(w).get("--time")
+            for w in plan
+            if command_is(w, "az", "vm", "auto-shutdown") and options(w)["--name"] == [vm]
+        ]
+        wanted = [] if shutdown == "off" else [[shutdown]]
+        outcome.check(times == wanted, f"{vm}: daily shutdown {shutdown} ({times})")
+
+
+def check_demo_env(outcome: Outcome, state_dir: Path) -> None:
+    """demo.env defines every variable the README's demo uses, readable by its owner only."""
+    demo_env = state_dir / "state" / "demo.env"
+    if not demo_env.exists():
+        outcome.check(False, "deploy.sh writes demo.env")
+        return
+    values = dict(line.split("=", 1) for line in demo_env.read_text().splitlines() if "=" in line and line[0] != "#")
+    secrets = dict(line.split("=", 1) for line in (state_dir / "state" / "secrets.env").read_text().splitlines())
+    outcome.check(oct(demo_env.stat().st_mode & 0o777) == "0o600", "demo.env is mode 0600 (it holds a password)")
+    outcome.check(
+        values.get("VM2") == VM2_PRIVATE_IP
+        and values.get("RABBITMQ_ADMIN_PASSWORD") == secrets["RABBITMQ_ADMIN_PASSWORD"]
+        and values.get("ADMIN_USERNAME") == "azureuser",
+        "demo.env: VM 2's private address, the admin user and password",
+    )
+    readme = (AZURE_DIR.parent / "README.md").read_text()
+    demo = readme.split("### The demo", 1)[1].split("\n```sh\n", 1)[1].split("\n```", 1)[0]
+    used = set(re.findall(r"\$([A-Z][A-Z0-9_]*)", demo))
+    outcome.check(bool(used) and used <= values.keys(), f"the README's demo uses only what demo.env sets {sorted(used)}")
+
+
 def write_files(cloud_config: dict) -> dict[str, str]:
     return {entry["path"]: entry.get("content", "") for entry in cloud_config.get("write_files", [])}
 
@@ -409,6 +449,8 @@ def scenario(name: str, root: Path, fakes: Path, extra_env: dict[str, str], *, v
     if len(cloud_init) == 2:
         check_cloud_init(outcome, cloud_init, state_dir, auth)
     check_secret_delivery(outcome, plan, stdout + stderr, state_dir, auth)
+    check_vm_care(outcome, plan, extra_env.get("AUTO_SHUTDOWN_UTC", "1900"))
+    check_demo_env(outcome, state_dir)
 
     # Re-running must reuse the secrets and the registry name: the VMs already have them.
     state = state_dir / "state"
@@ -429,6 +471,31 @@ def scenario(name: str, root: Path, fakes: Path, extra_env: dict[str, str], *, v
     return outcome
 
 
+def check_settings_refused(root: Path, fakes: Path) -> Outcome:
+    print("\n==> settings deploy.sh refuses before anything happens")
+    outcome = Outcome("settings")
+    status, _, stderr, _, _ = run_dry(root / "bad-shutdown", fakes, {"AUTO_SHUTDOWN_UTC": "7pm"})
+    outcome.check(status != 0 and "AUTO_SHUTDOWN_UTC" in stderr, "AUTO_SHUTDOWN_UTC=7pm is refused, named")
+    return outcome
+
+
+def check_teardown(root: Path, fakes: Path) -> Outcome:
+    """teardown.sh returns at once and says how to follow the deletion."""
+    print("\n==> teardown")
+    outcome = Outcome("teardown")
+    env = {"PATH": f"{fakes}:{os.environ['PATH']}", "HOME": str(root), "DRY_RUN": "1", "LANG": "C.UTF-8"}
+    result = subprocess.run(
+        [str(AZURE_DIR / "teardown.sh")], env=env, capture_output=True, text=True, timeout=60, check=False
+    )
+    deletes = [options(w) for w in plan_lines(result.stdout) if command_is(w, "az", "group", "delete")]
+    outcome.check(
+        result.returncode == 0 and len(deletes) == 1 and "--no-wait" in deletes[0],
+        "az group delete --no-wait: the terminal does not block for minutes",
+    )
+    outcome.check("az group wait --deleted" in result.stderr, "it says how to wait for the end")
+    return outcome
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--state-root", type=Path, help="where each scenario renders (kept)")
@@ -446,11 +513,18 @@ def main() -> int:
                 "external-registry",
                 root,
                 fakes,
-                {"REGISTRY": "ghcr.io/example/coc", "REGISTRY_USERNAME": "robot", "REGISTRY_PASSWORD": REGISTRY_PASSWORD},
+                {
+                    "REGISTRY": "ghcr.io/example/coc",
+                    "REGISTRY_USERNAME": "robot",
+                    "REGISTRY_PASSWORD": REGISTRY_PASSWORD,
+                    "AUTO_SHUTDOWN_UTC": "off",
+                },
                 vm2_public=True,
                 acr=False,
             ),
         ]
+        outcomes.append(check_settings_refused(root, fakes))
+        outcomes.append(check_teardown(root, fakes))
     failed = [f"{o.scenario}: {f}" for o in outcomes for f in o.failures]
     # A re-run looks up the role assignments of VMs that exist; the plan above only creates.
     # `--assignee` would ask Microsoft Graph for the identity, which may not know a new one.
