@@ -2,9 +2,9 @@
 //! loses nothing and applies nothing twice; SIGTERM settles what it started and leaves the
 //! rest queued.
 
-use e2e::{TestEnv, address_changed, eventually, process::ServiceProcess};
 use nix::sys::signal::Signal;
 use std::{process::ExitStatus, time::Duration};
+use testkit::{TestEnv, address_changed, eventually, process::ServiceProcess};
 
 const CONSUMER: &str = env!("CARGO_BIN_EXE_consumer");
 
@@ -26,23 +26,33 @@ async fn queue_changes(env: &TestEnv) -> Vec<uuid::Uuid> {
     events.iter().map(|event| event.event_id).collect()
 }
 
-async fn recorded_at_least(store: &consumer::store::Store, count: i64) {
-    eventually(
-        &format!("at least {count} changes to be recorded"),
-        Duration::from_secs(30),
-        || async {
-            match store.events_recorded().await {
-                Ok(n) if n >= count => Ok(()),
-                other => Err(other),
-            }
-        },
-    )
+/// Waits, for at most `within`, until the count of changes `store` has recorded is `enough`.
+async fn records_reach(
+    store: &consumer::store::Store,
+    what: &str,
+    within: Duration,
+    enough: impl Fn(i64) -> bool,
+) {
+    eventually(what, within, || async {
+        match store.events_recorded().await {
+            Ok(n) if enough(n) => Ok(()),
+            other => Err(other),
+        }
+    })
     .await;
 }
 
 async fn drained(env: &TestEnv, store: &consumer::store::Store) {
     env.depth_becomes(&env.queue, 0).await;
-    e2e::records_become(store, N as i64).await;
+    let what = format!("{N} events to be recorded");
+    records_reach(store, &what, testkit::WITHIN, |n| n == N as i64).await;
+}
+
+/// The consumer's store of the test's queue, opened from the test beside the process.
+async fn open_store(env: &TestEnv) -> consumer::store::Store {
+    consumer::store::Store::open(&env.database_url(&env.queue).into(), "test")
+        .await
+        .unwrap_or_else(|error| panic!("cannot open the consumer's store: {error}"))
 }
 
 async fn each_applied_once(store: &consumer::store::Store, ids: &[uuid::Uuid]) {
@@ -73,10 +83,11 @@ async fn interrupt_a_drain(
         .await
         .signal(Signal::SIGTERM);
     let ids = queue_changes(env).await;
-    let store = env.open_store(&env.queue).await;
+    let store = open_store(env).await;
 
     let consumer = ServiceProcess::start(CONSUMER, &env.consumer_env(1)).await;
-    recorded_at_least(&store, 50).await;
+    let what = "at least 50 changes to be recorded";
+    records_reach(&store, what, Duration::from_secs(30), |n| n >= 50).await;
     consumer.signal(signal);
     let exit = consumer.exited(Duration::from_secs(15)).await;
     let recorded = store.events_recorded().await.unwrap();

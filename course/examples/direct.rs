@@ -144,7 +144,7 @@ mod tests {
 
     async fn connect() -> Connection {
         Connection::connect(
-            &e2e::broker::broker_uri(),
+            &testkit::broker::broker_uri(),
             lapin::ConnectionProperties::default(),
         )
         .await

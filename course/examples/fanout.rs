@@ -110,7 +110,7 @@ mod tests {
     #[tokio::test]
     async fn every_subscriber_gets_every_message_whatever_the_routing_key() {
         let connection = Connection::connect(
-            &e2e::broker::broker_uri(),
+            &testkit::broker::broker_uri(),
             lapin::ConnectionProperties::default(),
         )
         .await

@@ -3,7 +3,7 @@
 //! test binary of their own (cargo runs test binaries one after another) and take turns.
 
 use e2e::{
-    TestConsumer, TestEnv, TestProducer,
+    ServiceConfigs, TestConsumer, TestEnv, TestProducer,
     broker::rabbitmqctl,
     change_of_address, eventually,
     stream::{PostStream, assert_accounted},

@@ -6,7 +6,7 @@
 //! `REQUIRE_BROWSER_TESTS=1` (CI sets it), so a laptop without a browser can still run the
 //! suite while CI cannot skip this.
 
-use e2e::{TestConsumer, TestEnv, TestProducer, eventually};
+use e2e::{ServiceConfigs, TestConsumer, TestEnv, TestProducer, eventually};
 use fantoccini::{Client, ClientBuilder, Locator};
 use std::{path::Path, process::Stdio, time::Duration};
 use tokio::process::{Child, Command};

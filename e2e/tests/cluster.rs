@@ -5,7 +5,7 @@
 //! no cluster is configured (CI sets `REQUIRE_CLUSTER_TESTS=1`, which fails instead).
 
 use e2e::{
-    TestConsumer, TestEnv, TestProducer,
+    ServiceConfigs, TestConsumer, TestEnv, TestProducer,
     cluster::Cluster,
     eventually,
     faults::StoreFault,

@@ -5,7 +5,7 @@
 //! it can assert them exactly (in the shared `api` binary another test's producer could
 //! satisfy "published" or set "connected" back to 0).
 
-use e2e::{TestConsumer, TestEnv, TestProducer, change_of_address, eventually};
+use e2e::{ServiceConfigs, TestConsumer, TestEnv, TestProducer, change_of_address, eventually};
 use reqwest::StatusCode;
 use std::time::Duration;
 

@@ -2,7 +2,7 @@
 //! A test binary of its own because it captures the process's logs, which needs the
 //! process's one global log subscriber.
 
-use e2e::{TestConsumer, TestEnv, TestProducer, change_of_address, eventually};
+use e2e::{ServiceConfigs, TestConsumer, TestEnv, TestProducer, change_of_address, eventually};
 use reqwest::StatusCode;
 use std::{
     io::Write,

@@ -10,8 +10,8 @@ use axum::{
     http::{Method, Request, StatusCode, header::CONTENT_TYPE},
 };
 use clap::Parser;
-use e2e::change_of_address;
 use shared::http::ErrorBody;
+use testkit::change_of_address;
 use tower::ServiceExt;
 
 /// The producer's router, built as the service builds it, with a broker address where

@@ -1,11 +1,11 @@
 //! The producer as a real process, sent SIGTERM under load: every change it answered 202
 //! for is in the queue.
 
-use e2e::{TestEnv, change_of_address, eventually, process::ServiceProcess};
 use futures_util::StreamExt;
 use nix::sys::signal::Signal;
 use reqwest::StatusCode;
 use std::{collections::HashSet, sync::Arc, time::Duration};
+use testkit::{TestEnv, change_of_address, eventually, process::ServiceProcess};
 use tokio::sync::Mutex;
 
 const PRODUCER: &str = env!("CARGO_BIN_EXE_producer");

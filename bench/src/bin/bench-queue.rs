@@ -103,7 +103,7 @@ async fn fill(
     let started = Instant::now();
     let mut pending = Vec::with_capacity(window);
     for n in 0..count {
-        let message = EventMessage::address_changed(&sample_event(n)?, "bench");
+        let message = EventMessage::address_changed(&sample_event(n), "bench");
         let options = shared::message::MANDATORY;
         let confirm = channel
             .basic_publish(

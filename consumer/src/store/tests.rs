@@ -2,9 +2,9 @@
 //! since one SQL text must mean the same on each.
 
 use super::{Applied, Store, statements::MAX_ROWS};
-use e2e::postgres::TestDatabase;
 use shared::{domain::CustomerId, event::AddressChanged};
 use std::time::Duration;
+use testkit::postgres::TestDatabase;
 use time::{OffsetDateTime, macros::datetime};
 use uuid::Uuid;
 
@@ -107,7 +107,7 @@ async fn an_id_applied_from_another_request_is_a_reused_key(store: &Store) {
     let keyed = |line1: &str, fingerprint: Option<&str>| AddressChanged {
         event_id: Uuid::from_u128(7),
         request_fingerprint: fingerprint.map(str::to_owned),
-        ..e2e::address_changed("C-1", line1, "PR1 2HE", "2026-12-01")
+        ..testkit::address_changed("C-1", line1, "PR1 2HE", "2026-12-01")
     };
     let first = keyed("1 First Street", Some("first"));
     let second = keyed("2 Second Street", Some("second"));
@@ -206,12 +206,12 @@ fn change(id: u128, customer: &str, effective_date: &str, at: OffsetDateTime) ->
     AddressChanged {
         event_id: Uuid::from_u128(id),
         occurred_at: at,
-        ..e2e::address_changed(customer, "1 Fishergate", "PR1 2HE", effective_date)
+        ..testkit::address_changed(customer, "1 Fishergate", "PR1 2HE", effective_date)
     }
 }
 
 fn change_for(customer: &str) -> AddressChanged {
-    e2e::address_changed(customer, "1 Fishergate", "PR1 2HE", "2026-12-01")
+    testkit::address_changed(customer, "1 Fishergate", "PR1 2HE", "2026-12-01")
 }
 
 /// The outcome of each record of `event_id`.

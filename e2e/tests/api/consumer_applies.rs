@@ -1,6 +1,6 @@
 //! The consumer applies each change once, keeps the newest, and acks only what it stored.
 
-use e2e::{TestConsumer, TestEnv, address_changed};
+use e2e::{ServiceConfigs, TestConsumer, TestEnv, address_changed};
 use reqwest::StatusCode;
 use shared::http::ErrorBody;
 

@@ -1,6 +1,6 @@
 //! Producer → RabbitMQ → consumer, as a user runs them.
 
-use e2e::{TestConsumer, TestEnv, TestProducer, change_of_address};
+use e2e::{ServiceConfigs, TestConsumer, TestEnv, TestProducer, change_of_address};
 use producer::routes::Accepted;
 use reqwest::StatusCode;
 

@@ -3,7 +3,7 @@
 //! fault is injected for real.
 
 use e2e::{
-    TestConsumer, TestEnv, TestProducer, address_changed, assert_unavailable,
+    ServiceConfigs, TestConsumer, TestEnv, TestProducer, address_changed, assert_unavailable,
     broker::close_connections_named,
     change_of_address, eventually,
     faults::{FullQueue, SilentLink, StoreFault, StoreWriteLock},

@@ -3,7 +3,7 @@
 //! dropped behind a 202: refused at once while the producer remembers the key, and
 //! dead-lettered by the consumer, saying why, beyond that.
 
-use e2e::{TestConsumer, TestEnv, TestProducer, change_of_address, eventually};
+use e2e::{ServiceConfigs, TestConsumer, TestEnv, TestProducer, change_of_address, eventually};
 use producer::routes::{Accepted, RecordedByConsumer};
 use reqwest::StatusCode;
 use shared::http::ErrorBody;

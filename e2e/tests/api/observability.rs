@@ -1,7 +1,7 @@
 //! What users watch: the producer's live queue view. (The metrics have their own test
 //! binary, `tests/metrics.rs`: see why there.)
 
-use e2e::{TestEnv, TestProducer, change_of_address, eventually};
+use e2e::{ServiceConfigs, TestEnv, TestProducer, change_of_address, eventually};
 use reqwest::StatusCode;
 use std::time::Duration;
 

@@ -2,8 +2,8 @@
 //! routing, publish/subscribe with a new subscriber, and competing consumers.
 
 use e2e::{
-    TestConsumer, TestEnv, TestProducer, address_changed, change_of_address, faults::StoreFault,
-    postgres::TestDatabase,
+    ServiceConfigs, TestConsumer, TestEnv, TestProducer, address_changed, change_of_address,
+    faults::StoreFault, postgres::TestDatabase,
 };
 use producer::routes::{Accepted, RecordedByConsumer};
 use reqwest::StatusCode;

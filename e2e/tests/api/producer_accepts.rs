@@ -1,6 +1,6 @@
 //! A valid change gets 202 only once the broker holds it, as the contract says.
 
-use e2e::{TestEnv, TestProducer, change_of_address};
+use e2e::{ServiceConfigs, TestEnv, TestProducer, change_of_address};
 use producer::routes::Accepted;
 use reqwest::StatusCode;
 

@@ -1,7 +1,7 @@
 //! Every class of bad input gets its status and a JSON error, and nothing is published;
 //! a broker that cannot take the message gets a 503, never a 202 or a hang.
 
-use e2e::{TestEnv, TestProducer, assert_unavailable, change_of_address};
+use e2e::{ServiceConfigs, TestEnv, TestProducer, assert_unavailable, change_of_address};
 use reqwest::{StatusCode, header::CONTENT_TYPE};
 use shared::{amqp::BrokerAddress, http::ErrorBody};
 use std::time::{Duration, Instant};

@@ -2,7 +2,7 @@
 //! kept and used with advice, then changed by the steps docs/quorum-queues.md gives.
 
 use e2e::{
-    TestConsumer, TestEnv, TestProducer,
+    ServiceConfigs, TestConsumer, TestEnv, TestProducer,
     broker::{queue_type, rabbitmqctl},
     change_of_address,
     faults::regex_escape,
