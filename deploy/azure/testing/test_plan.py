@@ -146,6 +146,12 @@ def run_dry(state_dir: Path, fakes: Path, extra_env: dict[str, str]) -> tuple[in
     return result.returncode, result.stdout, result.stderr, az_log, docker_log
 
 
+def generated_secrets(state_dir: Path) -> dict[str, str]:
+    """The passwords deploy.sh generated for a scenario (its STATE_DIR/secrets.env)."""
+    lines = (state_dir / "state" / "secrets.env").read_text().splitlines()
+    return dict(line.split("=", 1) for line in lines if "=" in line)
+
+
 def plan_lines(stdout: str) -> list[list[str]]:
     return [shlex.split(line[2:]) for line in stdout.splitlines() if line.startswith("+ ")]
 
@@ -290,9 +296,7 @@ def check_registry(outcome: Outcome, plan: list[list[str]], acr: bool) -> None:
 def check_secret_delivery(outcome: Outcome, plan: list[list[str]], output: str, state_dir: Path, registry_auth: str) -> None:
     """The passwords reach each VM after it exists, as protected parameters of a run command
     (never custom data), and no value is printed."""
-    secrets = dict(
-        line.split("=", 1) for line in (state_dir / "state" / "secrets.env").read_text().splitlines() if "=" in line
-    )
+    secrets = generated_secrets(state_dir)
     printed = sorted(name for name, value in secrets.items() if value in output)
     printed += ["REGISTRY_PASSWORD"] if REGISTRY_PASSWORD in output else []
     outcome.check(not printed, f"the plan prints no password {printed}")
@@ -354,7 +358,7 @@ def check_demo_env(outcome: Outcome, state_dir: Path) -> None:
         outcome.check(False, "deploy.sh writes demo.env")
         return
     values = dict(line.split("=", 1) for line in demo_env.read_text().splitlines() if "=" in line and line[0] != "#")
-    secrets = dict(line.split("=", 1) for line in (state_dir / "state" / "secrets.env").read_text().splitlines())
+    secrets = generated_secrets(state_dir)
     outcome.check(oct(demo_env.stat().st_mode & 0o777) == "0o600", "demo.env is mode 0600 (it holds a password)")
     outcome.check(
         values.get("VM2") == VM2_PRIVATE_IP
@@ -373,9 +377,7 @@ def write_files(cloud_config: dict) -> dict[str, str]:
 
 
 def check_cloud_init(outcome: Outcome, cloud_init: dict[str, str], state_dir: Path, registry_auth: str) -> None:
-    secrets = dict(
-        line.split("=", 1) for line in (state_dir / "state" / "secrets.env").read_text().splitlines() if "=" in line
-    )
+    secrets = generated_secrets(state_dir)
     vm1 = yaml.safe_load(Path(cloud_init["coc-vm1"]).read_text())
     vm2 = yaml.safe_load(Path(cloud_init["coc-vm2"]).read_text())
     files1, files2 = write_files(vm1), write_files(vm2)
