@@ -209,10 +209,11 @@ compose_config_after_delivery() { # scenario vm
   printf '#!/bin/sh\n' >"$dir/bin/cloud-init"
   printf '#!/bin/sh\n' >"$dir/bin/systemctl"
   chmod +x "$dir/bin/cloud-init" "$dir/bin/systemctl"
-  case $vm in
-    vm1) names="PRODUCER_AMQP_PASSWORD RABBITMQ_MONITOR_PASSWORD" ;;
-    vm2) names="CONSUMER_AMQP_PASSWORD" ;;
-  esac
+  names=$(
+    # shellcheck source=azure/lib.sh
+    source "$ROOT/deploy/azure/lib.sh"
+    vm_secret_names "$vm"
+  )
   (
     set -a
     # shellcheck disable=SC1091 # made by the plan test

@@ -516,8 +516,11 @@ deliver_secrets() {
   step "Passwords onto each VM (az vm run-command; never in custom data)"
   local registry=()
   [[ $(registry_auth) == password ]] && registry=(REGISTRY_PASSWORD)
-  deliver_secrets_to "$VM1_NAME" PRODUCER_AMQP_PASSWORD RABBITMQ_MONITOR_PASSWORD "${registry[@]}"
-  deliver_secrets_to "$VM2_NAME" CONSUMER_AMQP_PASSWORD "${registry[@]}"
+  local vm1 vm2
+  read -r -a vm1 <<<"$(vm_secret_names vm1)"
+  read -r -a vm2 <<<"$(vm_secret_names vm2)"
+  deliver_secrets_to "$VM1_NAME" "${vm1[@]}" "${registry[@]}"
+  deliver_secrets_to "$VM2_NAME" "${vm2[@]}" "${registry[@]}"
 }
 
 # ---------------------------------------------------------------------------- looking after the VMs

@@ -161,6 +161,16 @@ az_exists() {
   az "$@" --output none 2>/dev/null
 }
 
+# The passwords each VM's stack needs, delivered after its creation (deploy.sh) and checked
+# against its compose file (deploy/check.sh): one list for both.
+vm_secret_names() { # vm1|vm2
+  case $1 in
+    vm1) echo PRODUCER_AMQP_PASSWORD RABBITMQ_MONITOR_PASSWORD ;;
+    vm2) echo CONSUMER_AMQP_PASSWORD ;;
+    *) die "no VM $1" ;;
+  esac
+}
+
 acr_login_server() { printf '%s.azurecr.io' "$ACR_NAME"; }
 
 # Where the images go: the ACR's login server, or REGISTRY.
