@@ -63,13 +63,9 @@ export QUEUE_MAX_LENGTH=10000000
 # with the recorded ones; the services' own default is quorum (docs/quorum-queues.md).
 export QUEUE_TYPE=${QUEUE_TYPE:-classic}
 export RETRY_DELAYS_MS=1000,5000,30000,120000
-BIN="$ROOT/target/release"
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/bench.XXXXXX")
-CORES=$(nproc)
-TICKS_PER_SEC=$(getconf CLK_TCK)
-declare -A RUNNING=() # name -> PID of each service this script started and has not stopped
-
-log() { printf '==> %s\n' "$*" >&2; }
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 
 all_queues() {
     # Each exchange has an alternate exchange, and a queue, named <exchange>.unroutable.
@@ -82,11 +78,9 @@ all_queues() {
 }
 
 cleanup() {
-    local status=$? name
+    local status=$?
     trap - EXIT
-    for name in "${!RUNNING[@]}"; do
-        stop "$name"
-    done
+    stop_all
     if [[ -x "$BIN/bench-queue" ]]; then
         "$BIN/bench-queue" delete --queues "$(all_queues)" --exchanges "$EXCHANGE,$DRAIN_EXCHANGE,$EXCHANGE.unroutable,$DRAIN_EXCHANGE.unroutable" >"$WORK/cleanup.log" 2>&1 ||
             log "could not delete the run's exchange and queues: $(tail -n 3 "$WORK/cleanup.log")"
@@ -103,56 +97,6 @@ cleanup() {
 }
 trap cleanup EXIT
 trap 'exit 130' INT TERM
-
-# start NAME VAR=value... COMMAND ARGS...: runs COMMAND in the background (env execs it, so
-# the PID is the service's own), logging to $WORK/NAME.log.
-start() {
-    local name=$1
-    shift
-    env "$@" >"$WORK/$name.log" 2>&1 &
-    RUNNING[$name]=$!
-}
-
-stop() {
-    local name=$1 pid=${RUNNING[$1]}
-    kill -TERM "$pid" 2>/dev/null || true
-    # A service gets 15 s to stop; one that hangs must not keep the cleanup from running.
-    local waited
-    for ((waited = 0; waited < 60; waited++)); do
-        kill -0 "$pid" 2>/dev/null || break
-        sleep 0.25
-    done
-    kill -KILL "$pid" 2>/dev/null || true
-    wait "$pid" 2>/dev/null || true
-    unset "RUNNING[$name]"
-}
-
-wait_ready() {
-    local name=$1 port=$2 attempt
-    for attempt in $(seq 1 120); do
-        if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then
-            return 0
-        fi
-        if ! kill -0 "${RUNNING[$name]}" 2>/dev/null; then
-            log "$name exited: $(tail -n 5 "$WORK/$name.log")"
-            return 1
-        fi
-        sleep 0.25
-    done
-    log "$name not ready after $((attempt / 4)) s: $(tail -n 5 "$WORK/$name.log")"
-    return 1
-}
-
-free_port() {
-    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
-}
-
-# CPU accounting, in clock ticks: the whole machine's busy and total, and one process's own.
-machine_ticks() { awk '/^cpu /{ t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
-process_ticks() { if [[ -r /proc/$1/stat ]]; then awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; else echo 0; fi; }
-# The broker is the process listening on AMQP_ADDR's port (another node may run beside it).
-broker_port=$(sed -E 's#^amqps?://([^@/]*@)?[^:/,]+:?([0-9]*).*#\2#' <<<"$AMQP_ADDR")
-BROKER_PID=$(ss -Hltnp "sport = :${broker_port:-5672}" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2 || true)
 
 # cpu_begin PID: remembers the counters before a measured phase.
 cpu_begin() {
@@ -191,13 +135,8 @@ timed() {
 
 # ---- preparation -------------------------------------------------------------------------
 command -v python3 >/dev/null || { log "python3 is needed (free ports, oha's JSON)"; exit 1; }
-log "building release binaries"
-export PATH="$HOME/.cargo/bin:$PATH"
-cargo build --release --quiet -p producer -p consumer -p bench
-if ! command -v oha >/dev/null; then
-    log "installing the load tool: cargo install oha --locked (several minutes, once)"
-    cargo install oha --locked --quiet
-fi
+build_and_install
+BROKER_PID=$(broker_pid)
 # A database of the run's own for the PostgreSQL drain, dropped at the end.
 POSTGRES_ADMIN_URL=${BENCH_POSTGRES_URL:-postgres://postgres@127.0.0.1:5432/postgres}
 POSTGRES_DB=""
@@ -217,15 +156,10 @@ if [[ ! -x /usr/bin/time ]]; then
     log "/usr/bin/time is missing (Debian package 'time'): the load tool's CPU will read 0"
 fi
 
-cpu_model=$(awk -F': ' '/^model name/{ print $2; exit }' /proc/cpuinfo)
-ram=$(awk '/^MemTotal/{ printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
-rabbit=$($RABBITMQCTL version 2>/dev/null || echo unknown)
-MACHINE="${cpu_model:-unknown CPU}, $CORES cores, $ram RAM, Linux $(uname -r), RabbitMQ $rabbit, $(rustc --version | cut -d' ' -f1-2), $(oha --version), $(date -u '+%Y-%m-%d %H:%M UTC')"
+rabbit=$(rabbit_version)
+MACHINE=$(describe_machine)
 log "machine: $MACHINE"
-TREE="commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
-if [[ -n $(git status --porcelain -- producer consumer shared 2>/dev/null) ]]; then
-    TREE+=" with uncommitted changes in producer, consumer or shared"
-fi
+TREE=$(describe_tree)
 log "code: $TREE"
 log "run id: $RUN_ID (exchange and queues deleted at the end)"
 

@@ -1,0 +1,108 @@
+# shellcheck shell=bash
+# bench/lib.sh: what bench/run.sh and bench/flood.sh share: starting and stopping the
+# services they measure, CPU and memory accounting, and the line that names the machine.
+# Sourced; expects WORK (a scratch directory) and RABBITMQCTL to be set.
+
+# shellcheck disable=SC2034 # BIN and TICKS_PER_SEC are for the scripts that source this
+BIN="$ROOT/target/release"
+CORES=$(nproc)
+# shellcheck disable=SC2034
+TICKS_PER_SEC=$(getconf CLK_TCK)
+declare -A RUNNING=() # name -> PID of each service this script started and has not stopped
+
+log() { printf '==> %s\n' "$*" >&2; }
+
+# start NAME VAR=value... COMMAND ARGS...: runs COMMAND in the background (env execs it, so
+# the PID is the service's own), logging to $WORK/NAME.log.
+start() {
+    local name=$1
+    shift
+    env "$@" >"$WORK/$name.log" 2>&1 &
+    RUNNING[$name]=$!
+}
+
+stop() {
+    local name=$1 pid=${RUNNING[$1]}
+    kill -TERM "$pid" 2>/dev/null || true
+    # A service gets 15 s to stop; one that hangs must not keep the cleanup from running.
+    local waited
+    for ((waited = 0; waited < 60; waited++)); do
+        kill -0 "$pid" 2>/dev/null || break
+        sleep 0.25
+    done
+    kill -KILL "$pid" 2>/dev/null || true
+    wait "$pid" 2>/dev/null || true
+    unset "RUNNING[$name]"
+}
+
+stop_all() {
+    local name
+    for name in "${!RUNNING[@]}"; do
+        stop "$name"
+    done
+}
+
+wait_ready() {
+    local name=$1 port=$2 attempt
+    for attempt in $(seq 1 120); do
+        if curl -fs -o /dev/null "http://127.0.0.1:$port/readyz"; then
+            return 0
+        fi
+        if ! kill -0 "${RUNNING[$name]}" 2>/dev/null; then
+            log "$name exited: $(tail -n 5 "$WORK/$name.log")"
+            return 1
+        fi
+        sleep 0.25
+    done
+    log "$name not ready after $((attempt / 4)) s: $(tail -n 5 "$WORK/$name.log")"
+    return 1
+}
+
+free_port() {
+    python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])'
+}
+
+# CPU accounting, in clock ticks: the whole machine's busy and total, and one process's own.
+machine_ticks() { awk '/^cpu /{ t = 0; for (i = 2; i <= 9; i++) t += $i; print t - $5 - $6, t }' /proc/stat; }
+process_ticks() { if [[ -r /proc/$1/stat ]]; then awk '{ sub(/^.*\) /, ""); print $12 + $13 }' "/proc/$1/stat"; else echo 0; fi; }
+# A process's resident memory in KiB (0 once it is gone).
+process_rss_kib() { awk '/^VmRSS:/{ print $2; found = 1 } END { if (!found) print 0 }' "/proc/$1/status" 2>/dev/null || echo 0; }
+
+# The broker is the process listening on AMQP_ADDR's port (another node may run beside it).
+broker_pid() {
+    local port
+    port=$(sed -E 's#^amqps?://([^@/]*@)?[^:/,]+:?([0-9]*).*#\2#' <<<"$AMQP_ADDR")
+    ss -Hltnp "sport = :${port:-5672}" | grep -o 'pid=[0-9]*' | head -n 1 | cut -d= -f2 || true
+}
+
+rabbit_version() { $RABBITMQCTL version 2>/dev/null || echo unknown; }
+
+# The machine, the broker and the tools, for the results' first line.
+describe_machine() {
+    local cpu_model ram
+    cpu_model=$(awk -F': ' '/^model name/{ print $2; exit }' /proc/cpuinfo)
+    ram=$(awk '/^MemTotal/{ printf "%.1f GiB", $2 / 1048576 }' /proc/meminfo)
+    printf '%s, %s cores, %s RAM, Linux %s, RabbitMQ %s, %s, %s, %s' "${cpu_model:-unknown CPU}" "$CORES" "$ram" \
+        "$(uname -r)" "$(rabbit_version)" "$(rustc --version | cut -d' ' -f1-2)" "$(oha --version)" "$(date -u '+%Y-%m-%d %H:%M UTC')"
+}
+
+# Which code is measured.
+describe_tree() {
+    local tree
+    tree="commit $(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+    if [[ -n $(git status --porcelain -- producer consumer shared 2>/dev/null) ]]; then
+        tree+=" with uncommitted changes in producer, consumer or shared"
+    fi
+    printf '%s' "$tree"
+}
+
+# Builds what is measured and installs the load tool if it is missing.
+build_and_install() {
+    log "building release binaries"
+    export PATH="$HOME/.cargo/bin:$PATH"
+    cargo build --release --quiet -p producer -p consumer -p bench
+    if ! command -v oha >/dev/null; then
+        log "installing the load tool: cargo install oha --locked (several minutes, once)"
+        cargo install oha --locked --quiet
+    fi
+}
