@@ -48,7 +48,7 @@ fi
 log "machine: $MACHINE; QUEUE_TYPE=$QUEUE_TYPE, classic queues: $mode"
 
 RESULTS="bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)-price-$QUEUE_TYPE.md"
-"$BIN/price-contract" --broker-pid "$BROKER_PID" --prefix "$PREFIX" \
+"$BIN/price-contract" --broker-pid "$BROKER_PID" --clock-ticks "$TICKS_PER_SEC" --prefix "$PREFIX" \
     --messages "${BENCH_PRICE_MESSAGES:-30000}" --rounds "${BENCH_ROUNDS:-3}" >"$WORK/table"
 {
     printf '## What the contract costs the broker, %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"

@@ -51,6 +51,9 @@ struct Args {
     /// the medians.
     #[arg(long, default_value_t = 3)]
     rounds: usize,
+    /// The kernel's clock ticks a second, in which `/proc` gives CPU times (`getconf CLK_TCK`).
+    #[arg(long, default_value_t = 100)]
+    clock_ticks: u32,
     /// Names of the run's exchanges and queues start with this.
     #[arg(long, default_value = "price")]
     prefix: String,
@@ -368,7 +371,8 @@ async fn publish_all(
         confirmed(Some(confirm))?;
     }
     let elapsed = started.elapsed().as_secs_f64();
-    let cpu_secs = (broker_cpu_ticks(args.broker_pid)? - cpu_before) as f64 / ticks_per_second();
+    let cpu_secs =
+        (broker_cpu_ticks(args.broker_pid)? - cpu_before) as f64 / f64::from(args.clock_ticks);
     Ok(Measure {
         rate: args.messages as f64 / elapsed,
         broker_us: cpu_secs * 1e6 / args.messages as f64,
@@ -399,11 +403,6 @@ fn broker_cpu_ticks(pid: u32) -> anyhow::Result<u64> {
             .parse()?)
     };
     Ok(ticks(11)? + ticks(12)?)
-}
-
-fn ticks_per_second() -> f64 {
-    // Linux reports CPU times in USER_HZ, 100 on every platform Rust's std supports here.
-    100.0
 }
 
 fn median(values: impl Iterator<Item = f64>) -> f64 {
