@@ -20,11 +20,11 @@ BODY='{"customer_id":"C-1001","new_address":{"line1":"1 Fishergate","line2":"Fla
 RUN_ID="bench.instructions.$(date -u +%Y%m%dT%H%M%S).$$"
 export AMQP_ADDR=${AMQP_ADDR:-amqp://guest:guest@127.0.0.1:5672/%2f}
 export EXCHANGE="$RUN_ID" QUEUE_TYPE=${QUEUE_TYPE:-classic} RUST_LOG=warn QUEUE_MAX_LENGTH=10000000
-BIN=$ROOT/target/release
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/instructions.XXXXXX")
+RABBITMQCTL=${RABBITMQCTL:-rabbitmqctl}
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 PID=""
-
-log() { printf '==> %s\n' "$*" >&2; }
 
 cleanup() {
     local status=$?
@@ -37,16 +37,15 @@ cleanup() {
 }
 trap cleanup EXIT
 
-for tool in valgrind callgrind_control callgrind_annotate oha; do
-    command -v "$tool" >/dev/null || { log "$tool is missing (valgrind: apt install valgrind; oha: cargo install oha)"; exit 1; }
+for tool in valgrind callgrind_control callgrind_annotate; do
+    command -v "$tool" >/dev/null || { log "$tool is missing (apt install valgrind)"; exit 1; }
 done
-log "building release binaries"
-cargo build --release --quiet -p producer -p bench
+build_and_install
 
 # measure NAME QUEUE BINARY: prints "instructions_per_request" and keeps the dump.
 measure() {
     local name=$1 queue=$2 binary=$3 port url dump
-    port=$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
+    port=$(free_port)
     url="http://127.0.0.1:$port/api/v1/address-changes"
     log "$name under callgrind"
     env HTTP_ADDR="127.0.0.1:$port" QUEUE="$queue" CONNECTION_NAME="$RUN_ID.$name" \

@@ -1,6 +1,7 @@
 # shellcheck shell=bash
-# bench/lib.sh: what bench/run.sh and bench/flood.sh share: starting and stopping the
-# services they measure, CPU and memory accounting, and the line that names the machine.
+# bench/lib.sh: what the bench scripts share: starting and stopping the services they
+# measure, CPU and memory accounting, the lazy-queue policy on an older broker, and the
+# lines that name the machine and the code.
 # Sourced; expects WORK (a scratch directory) and RABBITMQCTL to be set.
 
 # shellcheck disable=SC2034 # BIN and TICKS_PER_SEC are for the scripts that source this
@@ -76,6 +77,33 @@ broker_pid() {
 }
 
 rabbit_version() { $RABBITMQCTL version 2>/dev/null || echo unknown; }
+
+# RabbitMQ before 3.12 keeps a classic queue's messages in memory and pages them out in bulk
+# when memory calls for it, which stalls the queue process: with no consumer a growing queue
+# gives every publisher, the ceiling included, a p99 of 60-80 ms from those stalls. From
+# 3.12 on (and so in the rabbitmq:4.3 image this project ships), classic queues write
+# through to disk as the old "lazy" mode did, whatever the queue says. So that the figures
+# describe the broker users run, lazy_queues_before_3_12 PREFIX gives the queues named
+# PREFIX.* that mode through a policy on an older broker; clear_lazy_policy removes it.
+# QUEUE_MODE says which mode was measured.
+LAZY_POLICY=""
+QUEUE_MODE="the broker's default"
+lazy_queues_before_3_12() {
+    local prefix=$1
+    python3 -c '
+import re, sys
+found = re.match(r"(\d+)\.(\d+)", sys.argv[1])
+sys.exit(0 if found and (int(found[1]), int(found[2])) < (3, 12) else 1)' "$(rabbit_version)" || return 0
+    if $RABBITMQCTL set_policy -q "$prefix.lazy" "^${prefix//./\\.}\\." '{"queue-mode":"lazy"}' --apply-to queues; then
+        LAZY_POLICY="$prefix.lazy"
+        QUEUE_MODE="lazy (a policy on the run's queues, as classic queues behave from RabbitMQ 3.12 on)"
+    else
+        log "could not set a lazy-mode policy (rabbitmqctl needs root): measuring the old default"
+    fi
+}
+clear_lazy_policy() {
+    [[ -z $LAZY_POLICY ]] || $RABBITMQCTL clear_policy -q "$LAZY_POLICY" || log "could not remove the policy $LAZY_POLICY"
+}
 
 # The machine, the broker and the tools, for the results' first line.
 describe_machine() {

@@ -22,11 +22,10 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/price.XXXXXX")
 # shellcheck source=bench/lib.sh
 source bench/lib.sh
 
-POLICY=""
 cleanup() {
     local status=$?
     trap - EXIT
-    [[ -z $POLICY ]] || $RABBITMQCTL clear_policy -q "$POLICY" || log "could not remove the policy $POLICY"
+    clear_lazy_policy
     rm -rf -- "$WORK"
     exit "$status"
 }
@@ -37,15 +36,8 @@ build_and_install
 MACHINE=$(describe_machine)
 BROKER_PID=$(broker_pid)
 [[ -n $BROKER_PID ]] || { log "cannot find the broker's process (ss -ltnp, as root)"; exit 1; }
-mode="the broker's default"
-if [[ $QUEUE_TYPE == classic ]] && python3 -c '
-import re, sys
-found = re.match(r"(\d+)\.(\d+)", sys.argv[1])
-sys.exit(0 if found and (int(found[1]), int(found[2])) < (3, 12) else 1)' "$(rabbit_version)"; then
-    $RABBITMQCTL set_policy -q "$PREFIX.lazy" "^${PREFIX//./\\.}\\." '{"queue-mode":"lazy"}' --apply-to queues
-    POLICY="$PREFIX.lazy" mode="lazy (a policy, as classic queues behave from 3.12 on)"
-fi
-log "machine: $MACHINE; QUEUE_TYPE=$QUEUE_TYPE, classic queues: $mode"
+[[ $QUEUE_TYPE != classic ]] || lazy_queues_before_3_12 "$PREFIX"
+log "machine: $MACHINE; QUEUE_TYPE=$QUEUE_TYPE, classic queues: $QUEUE_MODE"
 
 RESULTS="bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)-price-$QUEUE_TYPE.md"
 "$BIN/price-contract" --broker-pid "$BROKER_PID" --clock-ticks "$TICKS_PER_SEC" --prefix "$PREFIX" \
@@ -54,7 +46,7 @@ RESULTS="bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)-price-$QUEUE_TYPE.md"
     printf '## What the contract costs the broker, %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
     printf -- '- Machine: %s.\n- Code: %s.\n' "$MACHINE" "$(describe_tree)"
     printf -- '- %s messages a row and round (the producer'"'"'s bodies), 64 unconfirmed on one confirm channel, medians of %s rounds; QUEUE_TYPE=%s, classic queues: %s. Broker CPU: its process'"'"'s user + system time over the row, per message.\n\n' \
-        "${BENCH_PRICE_MESSAGES:-30000}" "${BENCH_ROUNDS:-3}" "$QUEUE_TYPE" "$mode"
+        "${BENCH_PRICE_MESSAGES:-30000}" "${BENCH_ROUNDS:-3}" "$QUEUE_TYPE" "$QUEUE_MODE"
     cat "$WORK/table"
 } | tee "$RESULTS"
 log "written to $RESULTS"

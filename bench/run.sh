@@ -89,9 +89,7 @@ cleanup() {
         psql -q "$POSTGRES_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$POSTGRES_DB\"" >/dev/null 2>&1 ||
             log "could not drop the database $POSTGRES_DB"
     fi
-    if [[ -n ${LAZY_POLICY:-} ]]; then
-        $RABBITMQCTL clear_policy -q "$LAZY_POLICY" || log "could not remove the policy $LAZY_POLICY"
-    fi
+    clear_lazy_policy
     rm -rf -- "$WORK"
     exit "$status"
 }
@@ -156,38 +154,18 @@ if [[ ! -x /usr/bin/time ]]; then
     log "/usr/bin/time is missing (Debian package 'time'): the load tool's CPU will read 0"
 fi
 
-rabbit=$(rabbit_version)
 MACHINE=$(describe_machine)
 log "machine: $MACHINE"
 TREE=$(describe_tree)
 log "code: $TREE"
 log "run id: $RUN_ID (exchange and queues deleted at the end)"
 
-# RabbitMQ before 3.12 keeps a classic queue's messages in memory and pages them out in
-# bulk when memory calls for it, which stalls the queue process: with no consumer the load
-# queue grows by several thousand messages a second, and every publisher, the ceiling
-# included, gets a p99 of 60-80 ms from those stalls. From 3.12 on (and so in the
-# rabbitmq:4.3 image this project ships), classic queues write through to disk as the old
-# "lazy" mode did, whatever the queue says. So that the figures describe the broker users
-# run, on an older broker the run gives its own queues that mode through a policy, removed
-# at the end. BENCH_LAZY_QUEUES=0 measures the old default instead.
-QUEUE_MODE="the broker's default"
-if [[ $rabbit == unknown ]]; then
+# Lazy classic queues on a broker before 3.12, as from 3.12 on (lib.sh says why);
+# BENCH_LAZY_QUEUES=0 measures the old default instead.
+if [[ $(rabbit_version) == unknown ]]; then
     log "cannot tell the RabbitMQ version (rabbitmqctl needs root): measuring its default queue mode"
 fi
-LAZY_POLICY=""
-if [[ ${BENCH_LAZY_QUEUES:-1} == 1 ]] && python3 - "$rabbit" <<'PY'; then
-import re, sys
-found = re.match(r"(\d+)\.(\d+)", sys.argv[1])
-sys.exit(0 if found and (int(found[1]), int(found[2])) < (3, 12) else 1)
-PY
-    if $RABBITMQCTL set_policy -q "$RUN_ID.lazy" "^${RUN_ID//./\\.}\\." '{"queue-mode":"lazy"}' --apply-to queues; then
-        LAZY_POLICY="$RUN_ID.lazy"
-        QUEUE_MODE="lazy (a policy on the run's queues, as classic queues behave from RabbitMQ 3.12 on)"
-    else
-        log "could not set a lazy-mode policy (rabbitmqctl needs root): measuring the old default"
-    fi
-fi
+[[ ${BENCH_LAZY_QUEUES:-1} != 1 ]] || lazy_queues_before_3_12 "$RUN_ID"
 log "classic queues: $QUEUE_MODE"
 
 # ---- the phases -------------------------------------------------------------------------

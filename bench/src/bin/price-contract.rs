@@ -104,55 +104,20 @@ const fn row(
 /// From the minimal peer's way up to our contract one item at a time, then the contract
 /// without each item in turn. The flags are [alternate exchange, mandatory, properties,
 /// x-max-length].
+#[rustfmt::skip] // a table: one row a line reads better than rustfmt's layout
 const ROWS: [Row; 12] = [
-    row(
-        "minimal",
-        Via::DefaultExchange,
-        [false, false, false, false],
-    ),
-    row("+ topic exchange", Via::Topic, [false, false, false, false]),
-    row(
-        "+ alternate exchange",
-        Via::Topic,
-        [true, false, false, false],
-    ),
-    row("+ mandatory", Via::Topic, [true, true, false, false]),
-    row("+ properties", Via::Topic, [true, true, true, false]),
-    row(
-        "+ x-max-length = contract",
-        Via::Topic,
-        [true, true, true, true],
-    ),
-    row(
-        "contract, direct exchange",
-        Via::Direct,
-        [true, true, true, true],
-    ),
-    row(
-        "contract, bound by address.changed.*",
-        Via::TopicOneWord,
-        [true, true, true, true],
-    ),
-    row(
-        "contract - alternate exchange",
-        Via::Topic,
-        [false, true, true, true],
-    ),
-    row(
-        "contract - mandatory",
-        Via::Topic,
-        [true, false, true, true],
-    ),
-    row(
-        "contract - properties",
-        Via::Topic,
-        [true, true, false, true],
-    ),
-    row(
-        "contract - x-max-length",
-        Via::Topic,
-        [true, true, true, false],
-    ),
+    row("minimal",                              Via::DefaultExchange, [false, false, false, false]),
+    row("+ topic exchange",                     Via::Topic,           [false, false, false, false]),
+    row("+ alternate exchange",                 Via::Topic,           [true,  false, false, false]),
+    row("+ mandatory",                          Via::Topic,           [true,  true,  false, false]),
+    row("+ properties",                         Via::Topic,           [true,  true,  true,  false]),
+    row("+ x-max-length = contract",            Via::Topic,           [true,  true,  true,  true]),
+    row("contract, direct exchange",            Via::Direct,          [true,  true,  true,  true]),
+    row("contract, bound by address.changed.*", Via::TopicOneWord,    [true,  true,  true,  true]),
+    row("contract - alternate exchange",        Via::Topic,           [false, true,  true,  true]),
+    row("contract - mandatory",                 Via::Topic,           [true,  false, true,  true]),
+    row("contract - properties",                Via::Topic,           [true,  true,  false, true]),
+    row("contract - x-max-length",              Via::Topic,           [true,  true,  true,  false]),
 ];
 
 /// One row's round: messages a second, and the broker's CPU microseconds a message.
@@ -325,9 +290,11 @@ async fn publish_all(
     names: &Names,
     args: &Args,
 ) -> anyhow::Result<Measure> {
-    let (exchange, routing_key) = match row.via {
-        Via::DefaultExchange => ("", names.queue.clone()),
-        Via::Direct | Via::Topic | Via::TopicOneWord => (names.exchange.as_str(), String::new()),
+    // Through the default exchange a message is addressed to the queue by its name; through
+    // the others by the message's own routing key.
+    let (exchange, queue_as_key) = match row.via {
+        Via::DefaultExchange => ("", Some(names.queue.as_str())),
+        Via::Direct | Via::Topic | Via::TopicOneWord => (names.exchange.as_str(), None),
     };
     let options = if row.mandatory {
         MANDATORY
@@ -346,11 +313,7 @@ async fn publish_all(
         }
         let message = EventMessage::address_changed(&sample_event(n as u64), "producer")
             .with_trace_context(&TraceContext::new_root());
-        let routing_key = if routing_key.is_empty() {
-            message.routing_key.as_str()
-        } else {
-            routing_key.as_str()
-        };
+        let routing_key = queue_as_key.unwrap_or(message.routing_key.as_str());
         let properties = if row.properties {
             message.properties
         } else {
