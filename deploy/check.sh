@@ -19,7 +19,9 @@
 #     README's order of the Azure commands
 #  5. `cloud-init schema` and the current cloud-init JSON schema on each rendered
 #     cloud-config; `systemd-analyze verify` on the VMs' unit
-#  6. the rehearsal: deploy/local/rehearse.sh
+#  6. the rehearsals: deploy/local/rehearse.sh (the network design, release binaries), then
+#     deploy/local/rehearse-vms.sh (the VMs' compose files, images, cloud-init files and unit,
+#     a Docker engine per VM; needs the machine's engine and the broker's image)
 set -euo pipefail
 
 ROOT=$(cd "$(dirname "$0")/.." && pwd)
@@ -273,6 +275,8 @@ run_rehearsal() {
     return
   fi
   check "deploy/local/rehearse.sh" "$ROOT/deploy/local/rehearse.sh"
+  step "Rehearsal: the two VMs' own compose files, images and unit, one Docker engine each (deploy/local/rehearse-vms.sh)"
+  check "deploy/local/rehearse-vms.sh" "$ROOT/deploy/local/rehearse-vms.sh"
 }
 
 main() {

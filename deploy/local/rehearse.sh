@@ -26,30 +26,16 @@ readonly ROOT
 # shellcheck source=../lib.sh
 source "$ROOT/deploy/lib.sh" # random_password
 readonly RUN_ID=$$
-readonly INTERNET_NS=coc-inet-$RUN_ID VM1_NS=coc-vm1-$RUN_ID VM2_NS=coc-vm2-$RUN_ID
-readonly OPERATOR_IP=192.0.2.1 VM1_PUBLIC_IP=192.0.2.10
-readonly VM1_PRIVATE_IP=10.20.1.10 VM2_PRIVATE_IP=10.20.1.11
+# shellcheck source=rehearsal-lib.sh
+source "$ROOT/deploy/local/rehearsal-lib.sh"
 readonly RABBITMQ_NODE=coc-rehearsal@localhost RABBITMQ_LIB=/usr/lib/rabbitmq/bin
 readonly VHOST=change-of-circumstances EXCHANGE=customer.events QUEUE=change-of-circumstances
-readonly PRODUCER_PORT=8080 CONSUMER_PORT=8081 PAYMENTS_PORT=8091 MAILSHOT_PORT=8092
+readonly PAYMENTS_PORT=8091 MAILSHOT_PORT=8092
 readonly PROBE=$ROOT/deploy/local/amqp_probe.py
 
 WORK=''
 BROKER_ENV=()
 started_pids=()
-namespaces_created=()
-failures=0
-
-log() { printf '\n==> %s\n' "$*"; }
-pass() { printf '    ok: %s\n' "$*"; }
-fail() {
-  printf '    FAILED: %s\n' "$*" >&2
-  failures=$((failures + 1))
-}
-die() {
-  printf 'rehearse.sh: %s\n' "$*" >&2
-  exit 1
-}
 
 # ---------------------------------------------------------------------------- cleanup
 
@@ -61,17 +47,6 @@ show_logs_of_failure() {
     printf '\n--- last lines of %s\n' "${file##*/}" >&2
     tail -n 15 "$file" >&2
   done
-}
-
-stop_pid() { # pid: TERM, then KILL if it has not gone after 10 s
-  local pid=$1
-  kill -0 "$pid" 2>/dev/null || return 0
-  kill -TERM "$pid" 2>/dev/null || return 0
-  for _ in $(seq 1 100); do
-    kill -0 "$pid" 2>/dev/null || return 0
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
 }
 
 cleanup() {
@@ -112,15 +87,6 @@ cleanup() {
 
 # ---------------------------------------------------------------------------- machine
 
-in_ns() { # namespace command...
-  local ns=$1
-  shift
-  ip netns exec "$ns" "$@"
-}
-in_vm1() { in_ns "$VM1_NS" "$@"; }
-in_vm2() { in_ns "$VM2_NS" "$@"; }
-from_internet() { in_ns "$INTERNET_NS" "$@"; }
-
 check_prerequisites() {
   ((EUID == 0)) || die "run as root (it creates network namespaces)"
   local tool
@@ -129,22 +95,6 @@ check_prerequisites() {
   done
   python3 -c 'import pika' 2>/dev/null || die "python3 pika is missing (deploy/install-check-tools.sh)"
   id rabbitmq >/dev/null 2>&1 || die "no rabbitmq user: install Debian's rabbitmq-server"
-}
-
-# A rehearsal killed with SIGKILL cannot clean up: remove the namespaces (and what runs in
-# them) of earlier runs whose script is gone. They are named after that script's pid.
-remove_stale_rehearsals() {
-  local ns pid process
-  for ns in $(ip netns list | awk '{ print $1 }'); do
-    [[ $ns =~ ^coc-(inet|vm1|vm2)-([0-9]+)$ ]] || continue
-    pid=${BASH_REMATCH[2]}
-    kill -0 "$pid" 2>/dev/null && continue
-    echo "Removing $ns, left by an earlier rehearsal (pid $pid) that could not clean up."
-    for process in $(ip netns pids "$ns"); do
-      kill -KILL "$process" 2>/dev/null || true
-    done
-    ip netns delete "$ns"
-  done
 }
 
 build_binaries() {
@@ -169,37 +119,7 @@ make_workdir() {
   chmod 0700 "$WORK/broker"
 }
 
-create_namespace() { # name
-  ip netns add "$1"
-  namespaces_created+=("$1")
-  ip -n "$1" link set lo up
-}
-
-link_namespaces() { # ns_a address_a ns_b address_b (addresses with their prefix length)
-  local a=coc${RUN_ID}a$((${#namespaces_created[@]})) b=coc${RUN_ID}b$((${#namespaces_created[@]}))
-  ip link add "$a" netns "$1" type veth peer name "$b" netns "$3"
-  ip -n "$1" address add "$2" dev "$a"
-  ip -n "$3" address add "$4" dev "$b"
-  ip -n "$1" link set "$a" up
-  ip -n "$3" link set "$b" up
-}
-
-create_networks() {
-  log "Creating the network: internet --(public)-- vm1 --(VNet subnet 10.20.1.0/24)-- vm2"
-  create_namespace "$INTERNET_NS"
-  create_namespace "$VM1_NS"
-  create_namespace "$VM2_NS"
-  link_namespaces "$INTERNET_NS" "$OPERATOR_IP/24" "$VM1_NS" "$VM1_PUBLIC_IP/24"
-  link_namespaces "$VM1_NS" "$VM1_PRIVATE_IP/24" "$VM2_NS" "$VM2_PRIVATE_IP/24"
-  # No route from the internet side to the subnet: vm2 has no public address, like VM 2.
-  if ip -n "$INTERNET_NS" route get "$VM2_PRIVATE_IP" >/dev/null 2>&1; then
-    die "the internet side has a route to vm2"
-  fi
-  pass "vm2 has no route from the internet side; vm1 and vm2 share the subnet"
-}
-
 # ---------------------------------------------------------------------------- secrets
-
 
 make_credentials() {
   ADMIN_PASSWORD=$(random_password)
@@ -315,38 +235,6 @@ start_consumer() { # name queue binding_keys user password port
   last_pid=$!
 }
 
-http_status() { # namespace-runner url [curl args...]
-  local runner=$1 url=$2
-  shift 2
-  "$runner" curl -s -o /dev/null -w '%{http_code}' --max-time 5 "$@" "$url" 2>/dev/null || true
-}
-
-wait_until_ready() { # runner url what
-  for _ in $(seq 1 150); do
-    if [[ $(http_status "$1" "$2") == 200 ]]; then
-      pass "$3 is ready"
-      return 0
-    fi
-    sleep 0.2
-  done
-  fail "$3 did not become ready ($2)"
-  return 1
-}
-
-wait_for() { # seconds description command...: polls the command until it succeeds
-  local seconds=$1 description=$2
-  shift 2
-  local deadline=$((SECONDS + seconds))
-  while ((SECONDS < deadline)); do
-    if "$@"; then
-      return 0
-    fi
-    sleep 0.3
-  done
-  fail "$description (after ${seconds} s)"
-  return 1
-}
-
 # ---------------------------------------------------------------------------- checks
 
 prove_guest_is_refused() {
@@ -370,28 +258,6 @@ prove_guest_is_refused() {
     grep -q "user 'guest' can only connect via localhost" "$WORK/broker/log/rabbit.log" &&
     pass "the broker says why: guest can only connect via localhost (loopback_users.guest = true)"
   broker_ctl --quiet delete_user guest >/dev/null
-}
-
-expect_refused() { # description command...
-  local description=$1 status=0
-  shift
-  "$@" 2>>"$WORK/logs/amqp-probe.log" || status=$?
-  if ((status == 3)); then
-    pass "refused (ACCESS_REFUSED): $description"
-  else
-    fail "not refused as expected (exit $status): $description"
-  fi
-}
-
-expect_accepted() { # description command...
-  local description=$1 status=0
-  shift
-  "$@" 2>>"$WORK/logs/amqp-probe.log" || status=$?
-  if ((status == 0)); then
-    pass "accepted: $description"
-  else
-    fail "refused (exit $status): $description"
-  fi
 }
 
 # A consumer started with someone else's user must be refused by the broker and never be ready.
@@ -442,30 +308,6 @@ prove_least_privilege() {
   fi
 }
 
-post_change() { # customer_id line1 postcode: 202 from the internet side, or a failure
-  local body status
-  body=$(printf '{"customer_id":"%s","new_address":{"line1":"%s","town":"Somewhere","postcode":"%s"},"effective_date":"2026-12-01"}' "$1" "$2" "$3")
-  status=$(http_status from_internet "http://$VM1_PUBLIC_IP:$PRODUCER_PORT/api/v1/address-changes" \
-    -X POST -H 'content-type: application/json' -d "$body")
-  [[ $status == 202 ]] || {
-    fail "POST $1 answered $status, not 202"
-    return 1
-  }
-}
-
-stored_line1() { # port customer_id: the stored line1, or the HTTP status when there is none
-  local answer
-  answer=$(in_vm2 curl -s --max-time 5 -w '\n%{http_code}' "http://127.0.0.1:$1/api/v1/customers/$2/address" || true)
-  if [[ ${answer##*$'\n'} == 200 ]]; then
-    python3 -c 'import json, sys; print(json.loads(sys.argv[1])["address"]["line1"])' "${answer%$'\n'*}"
-  else
-    echo "${answer##*$'\n'}"
-  fi
-}
-
-applied() { [[ $(stored_line1 "$1" "$2") == "$3" ]]; }
-queue_is() { [[ $(queue_depth "$1") == "$2" ]]; }
-
 # A queue's field as the management API on vm1's loopback shows it (what the operator sees
 # through the SSH tunnel), or nothing.
 management_queue_field() { # user password queue field
@@ -492,9 +334,6 @@ print(view["source"], ready[0] if ready else "missing")' "$1" 2>/dev/null || tru
 queue_view_shows() { # queue ready
   [[ $(queue_view_of "$1") == "amqp+management $2" ]]
 }
-
-# Customers of the demo: odd ones live in Preston (PR), even ones in Lancaster (LA).
-demo_postcode() { if (($1 % 2)); then echo 'PR1 3BQ'; else echo 'LA1 1AA'; fi; }
 
 run_demo() {
   log "Demo: the operator posts a change to VM 1's public address"
