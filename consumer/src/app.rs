@@ -53,7 +53,7 @@ impl Application {
             Duration::from_secs(1),
         );
         let worker = WorkerSettings {
-            broker: config.broker.amqp_addr.clone(),
+            broker: config.broker.address(),
             topology: Topology {
                 retry_delays: config.retry_delays(),
                 ..topology(&config.broker, &config.queue)

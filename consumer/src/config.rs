@@ -67,3 +67,9 @@ impl Config {
         Duration::from_secs(self.shutdown_grace_secs)
     }
 }
+
+impl AsRef<BrokerConfig> for Config {
+    fn as_ref(&self) -> &BrokerConfig {
+        &self.broker
+    }
+}

@@ -29,6 +29,12 @@
 #
 #   eval "$(e2e/scripts/rabbitmq4.sh env)" && cargo test --workspace
 #
+# The single node also listens for AMQP over TLS on 127.0.0.1:5674, with a certificate for
+# localhost and 127.0.0.1 signed by a test CA made here with openssl (in its root's
+# /etc/rabbitmq/tls); `env` names the CA (TEST_AMQP_CA_FILE) and another CA that did not sign
+# it (TEST_AMQP_IMPOSTOR_CA_FILE) for the tests of amqps://. A node started before this
+# listener existed is restarted once to get it.
+#
 # The root filesystem is cached outside the clone (RABBITMQ4_ROOT); a first install takes
 # about a minute, a start from the cache a few seconds. Delete the directory to reinstall.
 set -euo pipefail
@@ -39,6 +45,7 @@ NODE=rabbit4@localhost
 AMQP_PORT=5673
 MANAGEMENT_PORT=15673
 DIST_PORT=25673
+TLS_PORT=5674
 SELF=$(cd "$(dirname "$0")" && pwd)/$(basename "$0")
 CLUSTER_SIZE=3
 
@@ -48,6 +55,8 @@ ctl() { in_root rabbitmqctl "$@"; }
 # rabbitmqctl against a node that is down or booting can wait long: the cluster's calls are bounded.
 bounded_ctl() { timeout 90 chroot "$ROOT" rabbitmqctl "$@"; }
 serving() { (exec 3<>"/dev/tcp/127.0.0.1/$AMQP_PORT") 2>/dev/null && ctl -q status >/dev/null 2>&1; }
+tls_serving() { (exec 3<>"/dev/tcp/127.0.0.1/$TLS_PORT") 2>/dev/null; }
+TLS_DIR=$ROOT/etc/rabbitmq/tls
 
 install() {
   [ -f "$ROOT/.installed" ] && return
@@ -74,10 +83,6 @@ NODENAME=$NODE
 NODE_PORT=$AMQP_PORT
 DIST_PORT=$DIST_PORT
 CONF
-  cat >"$building/etc/rabbitmq/rabbitmq.conf" <<CONF
-listeners.tcp.default = $AMQP_PORT
-management.tcp.port = $MANAGEMENT_PORT
-CONF
   chroot "$building" rabbitmq-plugins enable --offline rabbitmq_management >/dev/null
   touch "$building/.installed"
   rm -rf "$ROOT"
@@ -85,12 +90,55 @@ CONF
   rm -f "$building.log"
 }
 
+# A test CA, the node's certificate (localhost and 127.0.0.1 in its subject alternative
+# names: clients check the name they dialled), and an impostor CA, made once.
+make_certificates() {
+  [ -f "$TLS_DIR/impostor-ca.pem" ] && return
+  log "making a test CA and the node's TLS certificate in $TLS_DIR"
+  rm -rf "$TLS_DIR"
+  mkdir -p "$TLS_DIR"
+  (
+    cd "$TLS_DIR"
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj '/CN=change-of-circumstances test CA' \
+      -keyout ca.key -out ca.pem 2>/dev/null
+    openssl req -newkey rsa:2048 -nodes -subj '/CN=localhost' -keyout server.key -out server.csr 2>/dev/null
+    printf 'subjectAltName = DNS:localhost, IP:127.0.0.1\nextendedKeyUsage = serverAuth\n' >server.ext
+    openssl x509 -req -in server.csr -CA ca.pem -CAkey ca.key -CAcreateserial -days 3650 \
+      -extfile server.ext -out server.pem 2>/dev/null
+    openssl req -x509 -newkey rsa:2048 -nodes -days 3650 -subj '/CN=change-of-circumstances test CA' \
+      -keyout impostor-ca.key -out impostor-ca.pem 2>/dev/null
+    rm -f server.csr server.ext ca.srl ca.key impostor-ca.key
+  )
+  in_root chown -R rabbitmq:rabbitmq /etc/rabbitmq/tls
+  chmod 0600 "$TLS_DIR/server.key"
+}
+
+# rabbitmq.conf is the single node's only (the cluster's nodes have their own files).
+write_config() {
+  cat >"$ROOT/etc/rabbitmq/rabbitmq.conf" <<CONF
+listeners.tcp.default = $AMQP_PORT
+management.tcp.port = $MANAGEMENT_PORT
+listeners.ssl.default = 127.0.0.1:$TLS_PORT
+ssl_options.cacertfile = /etc/rabbitmq/tls/ca.pem
+ssl_options.certfile = /etc/rabbitmq/tls/server.pem
+ssl_options.keyfile = /etc/rabbitmq/tls/server.key
+ssl_options.verify = verify_none
+ssl_options.fail_if_no_peer_cert = false
+CONF
+}
+
 start() {
   install
-  if serving; then
-    log "$NODE is already serving on 127.0.0.1:$AMQP_PORT"
+  if serving && tls_serving; then
+    log "$NODE is already serving on 127.0.0.1:$AMQP_PORT (TLS $TLS_PORT)"
     return
   fi
+  if serving; then
+    log "$NODE has no TLS listener yet: restarting it with one"
+    ctl -q stop >/dev/null
+  fi
+  make_certificates
+  write_config
   # Erlang's memory monitor reads /proc.
   mountpoint -q "$ROOT/proc" || mount -t proc proc "$ROOT/proc"
   log "starting $NODE"
@@ -99,8 +147,8 @@ start() {
   (cd / && exec setsid chroot "$ROOT" /usr/sbin/rabbitmq-server) \
     >"$ROOT/var/log/rabbitmq/console.log" 2>&1 </dev/null &
   for _ in $(seq 1 120); do
-    if serving; then
-      log "$NODE is serving: $(ctl -q version 2>/dev/null) on 127.0.0.1:$AMQP_PORT"
+    if serving && tls_serving; then
+      log "$NODE is serving: $(ctl -q version 2>/dev/null) on 127.0.0.1:$AMQP_PORT (TLS $TLS_PORT)"
       return
     fi
     sleep 0.5
@@ -232,7 +280,7 @@ cluster() {
       echo "export TEST_CLUSTER_NODES='$nodes'"
       echo "export TEST_CLUSTER_SCRIPT='$SELF'"
       ;;
-    *) sed -n '2,33p' "$0" >&2; exit 2 ;;
+    *) sed -n '2,39p' "$0" >&2; exit 2 ;;
   esac
 }
 
@@ -244,7 +292,10 @@ case "${1:-}" in
     echo "export AMQP_ADDR='amqp://guest:guest@127.0.0.1:$AMQP_PORT/%2f'"
     echo "export TEST_RABBITMQCTL='$SELF ctl'"
     echo "export TEST_MANAGEMENT_URL='http://guest:guest@127.0.0.1:$MANAGEMENT_PORT'"
+    echo "export TEST_AMQPS_ADDR='amqps://guest:guest@localhost:$TLS_PORT/%2f'"
+    echo "export TEST_AMQP_CA_FILE='$TLS_DIR/ca.pem'"
+    echo "export TEST_AMQP_IMPOSTOR_CA_FILE='$TLS_DIR/impostor-ca.pem'"
     ;;
   ctl) shift; ctl "$@" ;;
-  *) sed -n '2,33p' "$0" >&2; exit 2 ;;
+  *) sed -n '2,39p' "$0" >&2; exit 2 ;;
 esac

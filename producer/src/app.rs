@@ -40,7 +40,7 @@ impl Application {
             Duration::from_secs(1),
         );
         let (publisher, link) = Publisher::new(PublisherSettings {
-            broker: config.broker.amqp_addr.clone(),
+            broker: config.broker.address(),
             topology: topology(&config.broker, &config.queue),
             connection_name,
             channels: config.publish_channels as usize,

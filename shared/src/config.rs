@@ -2,7 +2,7 @@
 //! `--help` text; README's configuration table lists the same variables and defaults.
 
 use crate::{
-    amqp::BrokerAddress,
+    amqp::{BrokerAddress, CaCertificates},
     topology::{
         DEFAULT_BINDING_KEY, DEFAULT_EXCHANGE, DEFAULT_MAX_LENGTH, DEFAULT_QUEUE, QueueType,
         Topology, WorkQueue,
@@ -23,6 +23,12 @@ pub struct BrokerConfig {
         hide_env_values = true
     )]
     pub amqp_addr: BrokerAddress,
+
+    /// PEM file of the certificate authorities that an `amqps://` AMQP_ADDR trusts besides
+    /// the system's: the private CA that signed the broker's certificate. Read and checked at
+    /// start.
+    #[arg(long, env = "AMQP_CA_FILE", value_parser = CaCertificates::from_file)]
+    pub amqp_ca_file: Option<CaCertificates>,
 
     /// Durable topic exchange the events are published to.
     #[arg(long, env = "EXCHANGE", default_value = DEFAULT_EXCHANGE)]
@@ -46,6 +52,26 @@ pub struct BrokerConfig {
 }
 
 impl BrokerConfig {
+    /// AMQP_ADDR, trusting AMQP_CA_FILE's authorities if one is given.
+    pub fn address(&self) -> BrokerAddress {
+        match &self.amqp_ca_file {
+            Some(ca_certificates) => self.amqp_addr.clone().trusting(ca_certificates.clone()),
+            None => self.amqp_addr.clone(),
+        }
+    }
+
+    /// Settings that parse one by one but do not go together.
+    pub fn check(&self) -> Result<(), String> {
+        if self.amqp_ca_file.is_some() && !self.amqp_addr.uses_tls() {
+            return Err(
+                "AMQP_CA_FILE is set, but AMQP_ADDR has no amqps:// address: the CA \
+                        would never be used (did you mean amqps://, port 5671?)"
+                    .to_owned(),
+            );
+        }
+        Ok(())
+    }
+
     pub fn reconnect_max_delay(&self) -> Duration {
         Duration::from_secs(self.reconnect_max_delay_secs)
     }
@@ -55,7 +81,7 @@ impl BrokerConfig {
     pub fn queue_stats_source(&self, connection_name: &str) -> crate::queue_stats::Source {
         use secrecy::ExposeSecret;
         crate::queue_stats::Source {
-            broker: self.amqp_addr.clone(),
+            broker: self.address(),
             connection_name: format!("{connection_name}:monitor"),
             management: self
                 .management_url
@@ -73,6 +99,19 @@ impl BrokerConfig {
             .clone()
             .unwrap_or_else(|| crate::amqp::connection_name(role))
     }
+}
+
+/// Reads a service's configuration from its arguments and the environment as clap does, and
+/// refuses settings that parse one by one but do not go together ([`BrokerConfig::check`])
+/// the same way: clap's usage error, exit code 2.
+pub fn parse<C: clap::Parser + AsRef<BrokerConfig>>() -> C {
+    let config = C::parse();
+    if let Err(message) = config.as_ref().check() {
+        C::command()
+            .error(clap::error::ErrorKind::ArgumentConflict, message)
+            .exit();
+    }
+    config
 }
 
 /// A durable work queue and what binds it to the exchange.

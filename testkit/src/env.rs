@@ -85,6 +85,7 @@ impl TestEnv {
             reconnect_max_delay_secs: 1,
             connection_name: None,
             management_url: None,
+            amqp_ca_file: None,
         }
     }
 

@@ -16,6 +16,7 @@ pub mod events;
 pub mod faults;
 pub mod postgres;
 pub mod process;
+pub mod tls;
 pub mod wait;
 
 pub use env::TestEnv;

@@ -1,7 +1,8 @@
 //! The broker's address, `AMQP_ADDR`: one URI or one per node of a cluster, parsed once,
 //! shown everywhere with its password masked.
 
-use lapin::uri::AMQPUri;
+use super::CaCertificates;
+use lapin::uri::{AMQPScheme, AMQPUri};
 use secrecy::{ExposeSecret, SecretString};
 use std::fmt;
 
@@ -19,6 +20,8 @@ const DEFAULT_CONNECTION_TIMEOUT_MS: u64 = 5_000;
 pub struct BrokerAddress {
     pub(super) nodes: Vec<Node>,
     vhost: String,
+    /// Trusted for `amqps://` besides the system's authorities (`AMQP_CA_FILE`).
+    pub(super) ca_certificates: Option<CaCertificates>,
 }
 
 /// One broker node's URI.
@@ -29,6 +32,7 @@ pub(super) struct Node {
     /// Where it listens, for the probe between connection attempts and for logs.
     pub(super) host: String,
     pub(super) port: u16,
+    tls: bool,
 }
 
 impl BrokerAddress {
@@ -62,12 +66,28 @@ impl BrokerAddress {
                 uri: SecretString::from(part),
                 host: uri.authority.host,
                 port: uri.authority.port,
+                tls: uri.scheme == AMQPScheme::AMQPS,
             });
         }
         Ok(Self {
             nodes,
             vhost: vhost.unwrap_or_default(),
+            ca_certificates: None,
         })
+    }
+
+    /// The same address, its `amqps://` connections trusting these authorities besides
+    /// the system's.
+    pub fn trusting(self, ca_certificates: CaCertificates) -> Self {
+        Self {
+            ca_certificates: Some(ca_certificates),
+            ..self
+        }
+    }
+
+    /// Whether any node is reached over TLS (`amqps://`).
+    pub fn uses_tls(&self) -> bool {
+        self.nodes.iter().any(|node| node.tls)
     }
 
     /// The virtual host, decoded (`/` for `%2f`).
@@ -109,8 +129,8 @@ fn redact(uri: &AMQPUri) -> String {
     format!(
         "{}://{}@{}:{}/{}",
         match uri.scheme {
-            lapin::uri::AMQPScheme::AMQP => "amqp",
-            lapin::uri::AMQPScheme::AMQPS => "amqps",
+            AMQPScheme::AMQP => "amqp",
+            AMQPScheme::AMQPS => "amqps",
         },
         crate::redact::credentials(
             &uri.authority.userinfo.username,

@@ -3,7 +3,7 @@
 
 use super::BrokerAddress;
 use backon::{BackoffBuilder, ExponentialBackoff, ExponentialBuilder};
-use lapin::{Connection, ConnectionProperties};
+use lapin::{Connection, ConnectionProperties, tcp::OwnedTLSConfig};
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 
@@ -25,7 +25,16 @@ pub async fn connect(address: &BrokerAddress, name: &str) -> Result<Connection, 
         .take(address.nodes.len())
     {
         let properties = ConnectionProperties::default().with_connection_name(name.into());
-        match Connection::connect_uri(node.to_uri(), properties).await {
+        // For amqps://, the system's authorities and AMQP_CA_FILE's; unused for amqp://.
+        let tls = OwnedTLSConfig {
+            identity: None,
+            cert_chain: address
+                .ca_certificates
+                .as_ref()
+                .map(|ca| ca.pem().to_owned()),
+        };
+        let runtime = lapin::runtime::default_runtime()?;
+        match Connection::connect_uri_with_config(node.to_uri(), properties, tls, runtime).await {
             Ok(connection) => {
                 if address.nodes.len() > 1 {
                     tracing::info!(node = %node.redacted, connection = name, "Connected to this node of the cluster.");

@@ -8,8 +8,10 @@ mod connect;
 pub mod errors;
 mod events;
 pub mod headers;
+mod tls;
 pub mod topic;
 
 pub use address::BrokerAddress;
 pub use connect::{Reconnector, connect, connection_name};
 pub use events::{ConnectionEvent, close, connection_events};
+pub use tls::CaCertificates;
