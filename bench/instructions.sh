@@ -75,13 +75,7 @@ PY
     # The dump of the measured part (the counters were zeroed just before it).
     dump=$(grep -l "^desc: Trigger: dump $name\$" "$WORK/$name".*.out.*)
     awk -v n="$REQUESTS" '/^summary:/ { printf "%.0f\n", $2 / n; exit }' "$dump"
-    # Threads' entry points and tokio's loops come out near 100% even as "own" code (the
-    # recursion of inlined frames): above 50% a line is that artefact, not a cost.
-    callgrind_annotate --inclusive=no --threshold=100 "$dump" 2>/dev/null |
-        awk '/^ *[0-9,]+ \( *[0-9.]+%\)/ && !/PROGRAM TOTALS/ {
-               percent = $2; gsub(/[(%)]/, "", percent)
-               if (percent + 0 > 50) next
-               sub(/ \[[^]]*\]$/, ""); if (++shown <= 12) print substr($0, 1, 150) }' >"$WORK/$name.top"
+    callgrind_top "$dump" 12 >"$WORK/$name.top"
 }
 
 rows=()

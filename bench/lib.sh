@@ -124,13 +124,61 @@ describe_tree() {
     printf '%s' "$tree"
 }
 
-# Builds what is measured and installs the load tool if it is missing.
-build_and_install() {
+# Builds what is measured.
+build_release() {
     log "building release binaries"
     export PATH="$HOME/.cargo/bin:$PATH"
     cargo build --release --quiet -p producer -p consumer -p bench
+}
+
+# Builds what is measured and installs the load tool if it is missing.
+build_and_install() {
+    build_release
     if ! command -v oha >/dev/null; then
         log "installing the load tool: cargo install oha --locked (several minutes, once)"
         cargo install oha --locked --quiet
     fi
+}
+
+# The queues a consumer declares beside its work queue QUEUE: the dead-letter queue and one
+# retry queue per delay of RETRY_DELAYS_MS, comma-separated (for bench-queue delete).
+consumer_side_queues() {
+    local queue=$1 queues delay
+    queues="$queue.dlq"
+    for delay in ${RETRY_DELAYS_MS//,/ }; do
+        queues+=",$queue.retry.${delay}ms"
+    done
+    printf '%s' "$queues"
+}
+
+# A fresh store for a consumer: prints its DATABASE_URL. sqlite: a file in WORK; postgres:
+# the database POSTGRES_DB, dropped and created again through POSTGRES_ADMIN_URL.
+fresh_store() { # sqlite|postgres
+    if [[ $1 == sqlite ]]; then
+        rm -f "$WORK"/consumer.db*
+        printf 'sqlite://%s/consumer.db' "$WORK"
+    else
+        psql -q "$POSTGRES_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$POSTGRES_DB\"" -c "CREATE DATABASE \"$POSTGRES_DB\"" >/dev/null
+        # The admin URL with the run's database in place of its own.
+        printf '%s/%s' "${POSTGRES_ADMIN_URL%/*}" "$POSTGRES_DB"
+    fi
+}
+
+applied_in() { # DATABASE_URL: how many events the store applied
+    case $1 in
+        sqlite://*) python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM applied_events").fetchone()[0])' "${1#sqlite://}" ;;
+        *) psql -qtA "$1" -c 'SELECT COUNT(*) FROM applied_events' ;;
+    esac
+}
+
+# callgrind_top DUMP COUNT: the COUNT functions whose own code (exclusive) cost the most in
+# a callgrind dump. Threads' entry points and tokio's loops come out at up to 100% even as
+# "own" code (the recursion of inlined frames; tokio's blocking pool at 40% in the
+# consumer's): above 30% a line is that artefact, not a cost, and is left out.
+callgrind_top() {
+    callgrind_annotate --inclusive=no --threshold=100 "$1" 2>/dev/null |
+        awk -v count="$2" '/^ *[0-9,]+ \( *[0-9.]+%\)/ && !/PROGRAM TOTALS/ {
+               percent = $2; gsub(/[(%)]/, "", percent)
+               if (percent + 0 > 30) next
+               sub(/ \[[^]]*\]$/, ""); if (++shown <= count) print substr($0, 1, 150) }'
 }

@@ -69,12 +69,7 @@ source bench/lib.sh
 
 all_queues() {
     # Each exchange has an alternate exchange, and a queue, named <exchange>.unroutable.
-    local queues="$LOAD_QUEUE,$DRAIN_QUEUE,$DRAIN_QUEUE.dlq,$EXCHANGE.unroutable,$DRAIN_EXCHANGE.unroutable" delay
-    queues+=",$MINIMAL_QUEUE,$NODE_QUEUE"
-    for delay in ${RETRY_DELAYS_MS//,/ }; do
-        queues+=",$DRAIN_QUEUE.retry.${delay}ms"
-    done
-    printf '%s' "$queues"
+    printf '%s' "$LOAD_QUEUE,$DRAIN_QUEUE,$(consumer_side_queues "$DRAIN_QUEUE"),$EXCHANGE.unroutable,$DRAIN_EXCHANGE.unroutable,$MINIMAL_QUEUE,$NODE_QUEUE"
 }
 
 cleanup() {
@@ -262,25 +257,6 @@ watch_end() {
     unset 'RUNNING[watcher]'
 }
 drained() { sed -n 's/.*secs=\([0-9.]*\) rate=\([0-9]*\).*/\2 \1/p' "$WORK/watch.out"; }
-
-# A fresh store for a drain: prints its DATABASE_URL.
-fresh_store() { # sqlite|postgres
-    if [[ $1 == sqlite ]]; then
-        rm -f "$WORK"/consumer.db*
-        printf 'sqlite://%s/consumer.db' "$WORK"
-    else
-        psql -q "$POSTGRES_ADMIN_URL" -c "DROP DATABASE IF EXISTS \"$POSTGRES_DB\"" -c "CREATE DATABASE \"$POSTGRES_DB\"" >/dev/null
-        # The admin URL with the run's database in place of its own.
-        printf '%s/%s' "${POSTGRES_ADMIN_URL%/*}" "$POSTGRES_DB"
-    fi
-}
-
-applied_in() { # DATABASE_URL: how many events the store applied
-    case $1 in
-        sqlite://*) python3 -c 'import sqlite3, sys; print(sqlite3.connect(sys.argv[1]).execute("SELECT COUNT(*) FROM applied_events").fetchone()[0])' "${1#sqlite://}" ;;
-        *) psql -qtA "$1" -c 'SELECT COUNT(*) FROM applied_events' ;;
-    esac
-}
 
 run_consumer_drain() { # sqlite|postgres
     local store=$1 port rate secs result svc brk other idle applied set_aside=0 queue database
