@@ -5,7 +5,7 @@
 use super::{
     Applied, StoreError,
     rows::{micros_since_epoch, rfc3339},
-    statements::{BySize, padded, placeholders},
+    statements::{BySize, Placeholders, padded, placeholders},
 };
 use shared::{
     domain::{AddressText, EffectiveDate},
@@ -25,8 +25,9 @@ pub(super) async fn apply_chunk(
     connection: &mut AnyConnection,
     events: &[&AddressChanged],
     instance: &str,
+    placeholders: Placeholders,
 ) -> Result<Vec<Applied>, StoreError> {
-    let chunk = Chunk::new(events);
+    let chunk = Chunk::new(events, placeholders);
     let fresh = chunk.claim_ids(connection, instance).await?;
     let reused = chunk.reused_keys(connection, &fresh).await?;
     let candidates = chunk.latest_per_customer(&fresh);
@@ -43,10 +44,12 @@ struct Chunk<'a> {
     ids: Vec<String>,
     /// When the chunk is recorded, as stored.
     now: String,
+    /// How the database behind the connection writes its statements' parameters.
+    placeholders: Placeholders,
 }
 
 impl<'a> Chunk<'a> {
-    fn new(events: &'a [&'a AddressChanged]) -> Self {
+    fn new(events: &'a [&'a AddressChanged], placeholders: Placeholders) -> Self {
         Self {
             events,
             ids: events
@@ -54,6 +57,7 @@ impl<'a> Chunk<'a> {
                 .map(|event| event.event_id.to_string())
                 .collect(),
             now: rfc3339(OffsetDateTime::now_utc()),
+            placeholders,
         }
     }
 
@@ -68,12 +72,12 @@ impl<'a> Chunk<'a> {
         instance: &str,
     ) -> Result<Vec<bool>, StoreError> {
         static CLAIM: LazyLock<BySize> = LazyLock::new(|| {
-            BySize::new(|rows| {
+            BySize::new(|rows, form| {
                 format!(
                     "INSERT INTO applied_events \
                      (event_id, customer_id, effective_date, occurred_at_us, outcome, payload, recorded_at, recorded_by, request_fingerprint) \
                      VALUES {} ON CONFLICT (event_id) DO NOTHING RETURNING event_id",
-                    placeholders(rows, 9)
+                    placeholders(rows, 9, form)
                 )
             })
         });
@@ -83,7 +87,7 @@ impl<'a> Chunk<'a> {
             .iter()
             .map(|event| String::from_utf8_lossy(&event.to_json()).into_owned())
             .collect();
-        let mut claim = sqlx::query(CLAIM.for_rows(self.events.len()));
+        let mut claim = sqlx::query(CLAIM.for_rows(self.events.len(), self.placeholders));
         for index in padded(self.events.len()) {
             let event = self.events[index];
             claim = claim
@@ -123,14 +127,14 @@ impl<'a> Chunk<'a> {
             return Ok(vec![false; self.events.len()]);
         }
         static RECORDED: LazyLock<BySize> = LazyLock::new(|| {
-            BySize::new(|rows| {
+            BySize::new(|rows, form| {
                 format!(
                     "SELECT event_id, request_fingerprint FROM applied_events WHERE event_id IN {}",
-                    placeholders(1, rows)
+                    placeholders(1, rows, form)
                 )
             })
         });
-        let mut lookup = sqlx::query(RECORDED.for_rows(keyed_duplicates.len()));
+        let mut lookup = sqlx::query(RECORDED.for_rows(keyed_duplicates.len(), self.placeholders));
         for index in padded(keyed_duplicates.len()) {
             lookup = lookup.bind(self.ids[keyed_duplicates[index]].as_str());
         }
@@ -185,7 +189,7 @@ impl<'a> Chunk<'a> {
         candidates: &[usize],
     ) -> Result<HashSet<String>, StoreError> {
         static UPSERT: LazyLock<BySize> = LazyLock::new(|| {
-            BySize::new(|rows| {
+            BySize::new(|rows, form| {
                 format!(
                     "INSERT INTO customer_addresses \
                      (customer_id, line1, line2, town, postcode, country, effective_date, occurred_at_us, event_id, updated_at) \
@@ -198,7 +202,7 @@ impl<'a> Chunk<'a> {
                      WHERE (excluded.effective_date, excluded.occurred_at_us, excluded.event_id) \
                          > (customer_addresses.effective_date, customer_addresses.occurred_at_us, customer_addresses.event_id) \
                      RETURNING event_id",
-                    placeholders(rows, 10)
+                    placeholders(rows, 10, form)
                 )
             })
         });
@@ -206,7 +210,7 @@ impl<'a> Chunk<'a> {
         if candidates.is_empty() {
             return Ok(became_current);
         }
-        let mut upsert = sqlx::query(UPSERT.for_rows(candidates.len()));
+        let mut upsert = sqlx::query(UPSERT.for_rows(candidates.len(), self.placeholders));
         for index in padded(candidates.len()).map(|candidate| candidates[candidate]) {
             let (event, address) = (self.events[index], &self.events[index].new_address);
             upsert = upsert
@@ -263,15 +267,15 @@ impl<'a> Chunk<'a> {
             .map(|(id, _)| id)
             .collect();
         static MARK: LazyLock<BySize> = LazyLock::new(|| {
-            BySize::new(|rows| {
+            BySize::new(|rows, form| {
                 format!(
                     "UPDATE applied_events SET outcome = 'superseded' WHERE event_id IN {}",
-                    placeholders(1, rows)
+                    placeholders(1, rows, form)
                 )
             })
         });
         if !superseded.is_empty() {
-            let mut mark = sqlx::query(MARK.for_rows(superseded.len()));
+            let mut mark = sqlx::query(MARK.for_rows(superseded.len(), self.placeholders));
             for index in padded(superseded.len()) {
                 mark = mark.bind(superseded[index].as_str());
             }

@@ -82,6 +82,8 @@ pub struct Store {
     description: String,
     /// Recorded with every event this instance applies.
     instance: String,
+    /// How the batch statements write their parameters for this database.
+    placeholders: statements::Placeholders,
 }
 
 impl fmt::Debug for Store {
@@ -103,6 +105,7 @@ impl Store {
             pool,
             description: shared::redact::url(url),
             instance: instance.to_owned(),
+            placeholders: statements::Placeholders::for_sqlite(url::is_sqlite(url)),
         })
     }
 
@@ -120,7 +123,10 @@ impl Store {
         let mut transaction = self.pool.begin().await?;
         let mut results = Vec::with_capacity(events.len());
         for chunk in events.chunks(statements::MAX_ROWS) {
-            results.extend(apply::apply_chunk(&mut transaction, chunk, &self.instance).await?);
+            results.extend(
+                apply::apply_chunk(&mut transaction, chunk, &self.instance, self.placeholders)
+                    .await?,
+            );
         }
         transaction.commit().await?;
         Ok(results)
