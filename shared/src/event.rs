@@ -52,6 +52,12 @@ pub enum DecodeError {
 impl AddressChanged {
     /// The message body: the JSON envelope.
     pub fn to_json(&self) -> Vec<u8> {
+        self.to_json_string().into_bytes()
+    }
+
+    /// The JSON envelope as text, for a consumer's record of what it applied. serde_json
+    /// writes only UTF-8, so no check, lossy or not, is needed to make it a `String`.
+    pub fn to_json_string(&self) -> String {
         let wire = WireOut {
             event_id: self.event_id,
             event_type: EVENT_TYPE,
@@ -62,8 +68,8 @@ impl AddressChanged {
             effective_date: self.effective_date,
             request_fingerprint: self.request_fingerprint.as_deref(),
         };
-        // Serialising plain structs of strings and numbers into a Vec cannot fail.
-        serde_json::to_vec(&wire).unwrap_or_default()
+        // Serialising plain structs of strings and numbers cannot fail.
+        serde_json::to_string(&wire).unwrap_or_default()
     }
 
     /// Reads a message body, checking the envelope's type and version before its content,

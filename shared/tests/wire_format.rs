@@ -46,6 +46,13 @@ fn the_event_serialises_to_exactly_the_v1_fixture() {
 }
 
 #[test]
+fn the_envelope_as_text_is_the_message_body() {
+    for event in [fixture_event(), keyed_fixture_event()] {
+        assert_eq!(event.to_json_string().as_bytes(), event.to_json());
+    }
+}
+
+#[test]
 fn the_v1_fixture_decodes_to_the_event() {
     assert_eq!(
         AddressChanged::from_json(FIXTURE.as_bytes()).unwrap(),

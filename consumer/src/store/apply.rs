@@ -85,7 +85,7 @@ impl<'a> Chunk<'a> {
         let payloads: Vec<String> = self
             .events
             .iter()
-            .map(|event| String::from_utf8_lossy(&event.to_json()).into_owned())
+            .map(|event| event.to_json_string())
             .collect();
         let mut claim = sqlx::query(CLAIM.for_rows(self.events.len(), self.placeholders));
         for index in padded(self.events.len()) {

@@ -24,6 +24,25 @@ async fn the_same_event_twice_in_one_batch_is_recorded_once(store: &Store) {
     assert_eq!(current_event(store, "C-1").await, change.event_id);
 }
 
+/// What is recorded of an applied event is its envelope, as the producer writes it.
+async fn the_stored_payload_is_the_events_envelope(store: &Store) {
+    let change = change_for("C-1");
+
+    store.apply(&[&change]).await.unwrap();
+
+    let payload: String =
+        sqlx::query_scalar("SELECT payload FROM applied_events WHERE event_id = $1")
+            .bind(change.event_id.to_string())
+            .fetch_one(&store.pool)
+            .await
+            .unwrap();
+    assert_eq!(payload.as_bytes(), change.to_json());
+    assert_eq!(
+        AddressChanged::from_json(payload.as_bytes()).unwrap(),
+        change
+    );
+}
+
 /// Each customer's pair is decided by a different part of the order, and the later change
 /// comes first in the batch for some and last for others.
 async fn of_two_changes_for_one_customer_in_one_batch_the_latest_becomes_current(store: &Store) {
@@ -158,6 +177,16 @@ async fn the_same_event_twice_in_one_batch_is_recorded_once_in_sqlite() {
 #[tokio::test]
 async fn the_same_event_twice_in_one_batch_is_recorded_once_in_postgresql() {
     in_postgresql(the_same_event_twice_in_one_batch_is_recorded_once).await;
+}
+
+#[tokio::test]
+async fn the_stored_payload_is_the_events_envelope_in_sqlite() {
+    in_sqlite(the_stored_payload_is_the_events_envelope).await;
+}
+
+#[tokio::test]
+async fn the_stored_payload_is_the_events_envelope_in_postgresql() {
+    in_postgresql(the_stored_payload_is_the_events_envelope).await;
 }
 
 #[tokio::test]
