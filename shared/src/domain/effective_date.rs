@@ -66,7 +66,31 @@ impl From<EffectiveDate> for String {
 
 impl fmt::Display for EffectiveDate {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        // A four-digit year always formats; the fallback only keeps `Display` infallible.
+        // Written digit by digit, in one piece: a consumer writes each change's date three
+        // times (two columns and the recorded envelope), and `time`'s formatting builds a
+        // `String` through its format description, some thousand instructions a date.
+        // Years outside four digits keep `time`'s form; the last fallback only keeps
+        // `Display` infallible.
+        let (year, month, day) = self.0.to_calendar_date();
+        if let Ok(year @ 0..=9999) = u16::try_from(year) {
+            let digit = |value: u16, unit: u16| b'0' + (value / unit % 10) as u8;
+            let (month, day) = (u16::from(u8::from(month)), u16::from(day));
+            let text = [
+                digit(year, 1000),
+                digit(year, 100),
+                digit(year, 10),
+                digit(year, 1),
+                b'-',
+                digit(month, 10),
+                digit(month, 1),
+                b'-',
+                digit(day, 10),
+                digit(day, 1),
+            ];
+            if let Ok(text) = std::str::from_utf8(&text) {
+                return f.write_str(text);
+            }
+        }
         match self.0.format(ISO_DATE) {
             Ok(text) => f.write_str(&text),
             Err(_) => write!(f, "{:?}", self.0),
@@ -84,6 +108,25 @@ mod tests {
             assert_eq!(
                 EffectiveDate::parse(ok).map(|d| d.to_string()).as_deref(),
                 Ok(ok)
+            );
+        }
+    }
+
+    #[test]
+    fn dates_are_written_as_time_writes_them() {
+        for date in [
+            time::macros::date!(2026 - 12 - 01),
+            time::macros::date!(0001 - 01 - 01),
+            time::macros::date!(0999 - 10 - 09),
+            time::macros::date!(9999 - 12 - 31),
+            time::macros::date!(-0001 - 06 - 15),
+            Date::MIN,
+            Date::MAX,
+        ] {
+            assert_eq!(
+                EffectiveDate::from(date).to_string(),
+                date.format(ISO_DATE).unwrap(),
+                "{date:?}"
             );
         }
     }
