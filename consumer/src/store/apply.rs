@@ -101,12 +101,12 @@ impl<'a> Chunk<'a> {
                 .bind(instance)
                 .bind(event.request_fingerprint.as_deref());
         }
-        let mut claimed: HashSet<String> = claim
-            .fetch_all(&mut *connection)
-            .await?
-            .iter()
-            .map(|row| row.try_get("event_id"))
-            .collect::<Result<_, _>>()?;
+        let rows = claim.fetch_all(&mut *connection).await?;
+        // Sized once: collecting through a `Result` would grow it (and hash again) as it goes.
+        let mut claimed = HashSet::with_capacity(rows.len());
+        for row in &rows {
+            claimed.insert(row.try_get::<String, _>("event_id")?);
+        }
         // The first occurrence of a claimed id is the one that applies it.
         Ok(self.ids.iter().map(|id| claimed.remove(id)).collect())
     }
@@ -162,7 +162,7 @@ impl<'a> Chunk<'a> {
     /// Step 2: of each customer's fresh changes, only the latest can become current. The
     /// indexes of those, in the chunk's order.
     fn latest_per_customer(&self, fresh: &[bool]) -> Vec<usize> {
-        let mut latest: HashMap<&str, usize> = HashMap::new();
+        let mut latest: HashMap<&str, usize> = HashMap::with_capacity(self.events.len());
         for (index, event) in self
             .events
             .iter()
@@ -206,7 +206,7 @@ impl<'a> Chunk<'a> {
                 )
             })
         });
-        let mut became_current = HashSet::new();
+        let mut became_current = HashSet::with_capacity(candidates.len());
         if candidates.is_empty() {
             return Ok(became_current);
         }
