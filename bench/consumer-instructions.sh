@@ -114,6 +114,7 @@ RESULTS="bench/results/$(date -u +%Y-%m-%dT%H%M%SZ)-consumer-instructions.md"
     printf -- '- %s messages drained from a backlog after %s to warm up; the consumer process only, every thread.\n\n' \
         "$MESSAGES" "$WARMUP_MESSAGES"
     printf '**%s instructions a message.**\n\n' "$per_message"
+    # shellcheck disable=SC2016 # markdown's code fence, not a command substitution
     printf 'The costliest functions (their own code, measured part):\n\n```\n%s\n```\n' "$(callgrind_top "$dump" "$TOP")"
 } | tee "$RESULTS"
 log "written to $RESULTS"
