@@ -6,7 +6,7 @@
 #   (c) minimal-publisher (parse, wrap with an id, default exchange, one confirm channel): the
 #       simplest thing that does the job, and the ceiling a user would compare us with
 #   (d) node-peer (the course's express + amqplib confirm channel), if Node.js is installed
-#   (e) consumer: drain rate of a 20,000-message backlog (SQLite, default PREFETCH), and
+#   (e) consumer: drain rate of a 20,000-message backlog (SQLite, PREFETCH or its default), and
 #       again with PostgreSQL when BENCH_POSTGRES_URL (an admin URL) or a server on
 #       127.0.0.1:5432 (postgres, trust) answers
 #   (f) raw-drain (lapin consume-and-ack loop): the same backlog, the ceiling
@@ -387,8 +387,8 @@ mkdir -p bench/results
     printf '## Benchmark %s\n\n' "$(date -u '+%Y-%m-%d %H:%M UTC')"
     printf -- '- Machine: %s.\n' "$MACHINE"
     printf -- '- Code: %s.\n' "$TREE"
-    printf -- '- HTTP: %s s per run after a %s s warm-up, %s connections, oha, the request body of README. Drain: a %s-message backlog, PREFETCH 32, SQLite in a temporary directory (and PostgreSQL, a database of the run, when one answers). Services with RUST_LOG=warn, otherwise their defaults. QUEUE_TYPE=%s; classic queues: %s.\n' \
-        "$DURATION" "$WARMUP" "$CONNECTIONS" "$BACKLOG" "$QUEUE_TYPE" "$QUEUE_MODE"
+    printf -- '- HTTP: %s s per run after a %s s warm-up, %s connections, oha, the request body of README. Drain: a %s-message backlog, PREFETCH %s (consumer and raw-drain alike), SQLite in a temporary directory (and PostgreSQL, a database of the run, when one answers). Services with RUST_LOG=warn, otherwise their defaults. QUEUE_TYPE=%s; classic queues: %s.\n' \
+        "$DURATION" "$WARMUP" "$CONNECTIONS" "$BACKLOG" "${PREFETCH:-32}" "$QUEUE_TYPE" "$QUEUE_MODE"
     printf -- '- Peers: minimal-publisher and node-peer (%s) publish to a durable queue of their own through the default exchange; bare-publisher and the producer to the topic exchange with its alternate exchange, into a queue with x-max-length.\n' "${NODE_PEER:-not run}"
     printf -- '- CPU columns: cores used during the measured phase, out of %s shared by the load tool, the broker and the service; "other" is everything else the machine ran meanwhile.\n\n' "$CORES"
     printf '| run | rate | p50 ms | p99 ms | not 202 | service CPU | broker CPU | load tool CPU | other CPU | idle |\n'
