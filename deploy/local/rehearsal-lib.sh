@@ -30,6 +30,16 @@ die() {
   exit 1
 }
 
+show_last_lines() { # lines file...: the end of each file that exists, on stderr
+  local lines=$1 file
+  shift
+  for file in "$@"; do
+    [[ -f $file ]] || continue
+    printf '\n--- last lines of %s\n' "${file##*/}" >&2
+    tail -n "$lines" "$file" >&2
+  done
+}
+
 stop_pid() { # pid: TERM, then KILL if it has not gone after 10 s
   local pid=$1
   kill -0 "$pid" 2>/dev/null || return 0

@@ -117,17 +117,13 @@ stop_engine() { # vm: as at a shutdown, the engine stops what still runs, then e
 # ---------------------------------------------------------------------------- cleanup
 
 show_logs_of_failure() {
-  local vm file
+  local vm
   for vm in vm1 vm2; do
     [[ -n ${ENGINE_PID[$vm]:-} ]] || continue
     printf '\n--- docker compose logs on %s (last lines)\n' "$vm" >&2
     compose_on "$vm" logs --no-color --tail 15 >&2 2>&1 || true
   done
-  for file in "$WORK"/logs/*.log; do
-    [[ -f $file ]] || continue
-    printf '\n--- last lines of %s\n' "${file##*/}" >&2
-    tail -n 10 "$file" >&2
-  done
+  show_last_lines 10 "$WORK"/logs/*.log
 }
 
 cleanup() {
@@ -138,7 +134,7 @@ cleanup() {
     show_logs_of_failure
   fi
   log "Cleaning up"
-  local vm ns mount
+  local vm ns mount pid
   for vm in vm2 vm1; do
     stop_engine "$vm"
   done

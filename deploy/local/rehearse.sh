@@ -41,12 +41,7 @@ started_pids=()
 
 show_logs_of_failure() {
   [[ -n $WORK && -d $WORK/logs ]] || return 0
-  local file
-  for file in "$WORK"/logs/*.log "$WORK"/broker/log/rabbit.log; do
-    [[ -f $file ]] || continue
-    printf '\n--- last lines of %s\n' "${file##*/}" >&2
-    tail -n 15 "$file" >&2
-  done
+  show_last_lines 15 "$WORK"/logs/*.log "$WORK"/broker/log/rabbit.log
 }
 
 cleanup() {
