@@ -40,6 +40,14 @@ show_last_lines() { # lines file...: the end of each file that exists, on stderr
   done
 }
 
+# cleanup on every way out: an interrupt or a TERM exits (so the EXIT trap runs) with the
+# status a shell gives a process killed by that signal.
+clean_up_on_exit() {
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+}
+
 stop_pid() { # pid: TERM, then KILL if it has not gone after 10 s
   local pid=$1
   kill -0 "$pid" 2>/dev/null || return 0

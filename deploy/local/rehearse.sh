@@ -422,9 +422,7 @@ prove_dead_letters() {
 
 main() {
   check_prerequisites
-  trap cleanup EXIT
-  trap 'exit 130' INT
-  trap 'exit 143' TERM
+  clean_up_on_exit
   remove_stale_rehearsals
   build_binaries
   make_workdir
