@@ -3,8 +3,8 @@
 # hadolint, a Compose v2 binary (`docker-compose config` needs no Docker engine), ShellCheck,
 # cloud-init (`cloud-init schema`), the current cloud-init JSON schema with jsonschema to
 # validate against it (Debian's cloud-init 22.4 accepts unknown top-level keys; the schema of
-# the cloud-init the VMs' images ship rejects them), and pika (the AMQP client the rehearsal
-# tests with).
+# the cloud-init the VMs' images ship rejects them), pika (the AMQP client the rehearsal
+# tests with) and tcpdump (the VMs' rehearsal records the link between them).
 # The rehearsal also needs RabbitMQ (`apt-get install rabbitmq-server`), iproute2, curl and a
 # Rust toolchain, which .ci/run already relies on.
 set -euo pipefail
@@ -16,7 +16,7 @@ readonly PYTHON_TOOLS=(
   pika==1.4.4
   jsonschema==4.26.0
 )
-readonly APT_TOOLS=(shellcheck cloud-init)
+readonly APT_TOOLS=(shellcheck cloud-init tcpdump)
 
 python_tools_missing() {
   local requirement name version

@@ -18,12 +18,14 @@ set -euo pipefail
 source "$(dirname "$0")/lib.sh"
 # shellcheck source=../lib.sh
 source "$(dirname "$0")/../lib.sh" # random_password
+# shellcheck source=../tls/certificates.sh
+source "$(dirname "$0")/../tls/certificates.sh" # make_ca
 
 # ---------------------------------------------------------------------------- checks
 
 check_tools() {
   local tool
-  for tool in awk curl od base64; do
+  for tool in awk curl od base64 openssl; do
     command -v "$tool" >/dev/null || die "$tool is missing"
   done
   if ! is_dry_run; then
@@ -171,6 +173,20 @@ load_or_create_secrets() {
   export "${SECRET_NAMES[@]}"
 }
 
+# The private CA of this deployment, made once and kept in STATE_DIR/tls: it signs the broker's
+# certificate (issue_broker_certificate), and the consumer on VM 2 trusts it and nothing else.
+# Its certificate is public and goes into both VMs' custom data; its key never leaves this
+# machine.
+load_or_create_ca() {
+  step "TLS: the deployment's private CA ($STATE_DIR/tls)"
+  if [[ -s $STATE_DIR/tls/ca.key && -s $STATE_DIR/tls/ca.pem ]]; then
+    note "reusing it (valid until $(openssl x509 -in "$STATE_DIR/tls/ca.pem" -noout -enddate | cut -d= -f2))"
+    return
+  fi
+  make_ca "$STATE_DIR/tls" "change-of-circumstances $RESOURCE_GROUP CA"
+  note "made a new CA, valid for $CA_DAYS days"
+}
+
 # The network layout a resource group was first deployed with. A re-run never changes an
 # existing subnet, NIC or VM (Azure keeps them as they are), so a changed setting would be
 # printed in the summary but not take effect: a re-run with a different layout is refused.
@@ -306,12 +322,13 @@ create_security_groups() {
     "SSH from the operator's address only"
   nsg_rule "$NSG_VM1" allow-producer-http 110 Allow Internet 8080 \
     "The producer's HTTP API, open to the internet"
-  nsg_rule "$NSG_VM1" allow-amqp-from-vnet 120 Allow "$VNET_PREFIX" 5672 \
-    "AMQP from the VNet only (VM 2's consumer)"
+  nsg_rule "$NSG_VM1" allow-amqps-from-vnet 120 Allow "$VNET_PREFIX" 5671 \
+    "AMQP over TLS from the VNet only (VM 2's consumer)"
   # Azure's default AllowVnetInBound admits the whole VNet on every port: close the broker's
-  # other ports (management UI, Erlang distribution, metrics) to everyone, VNet included.
-  nsg_rule "$NSG_VM1" deny-broker-ports 4000 Deny '*' "4369 15672 15692 25672" \
-    "RabbitMQ management, metrics and clustering ports: never reachable over the network"
+  # other ports (plain AMQP, management UI, Erlang distribution, metrics) to everyone, VNet
+  # included. VM 1's compose does not publish them either.
+  nsg_rule "$NSG_VM1" deny-broker-ports 4000 Deny '*' "4369 5672 15672 15692 25672" \
+    "Plain AMQP, RabbitMQ management, metrics and clustering ports: never reachable over the network"
 
   create_nsg "$NSG_VM2"
   if [[ $VM2_PUBLIC_IP == true ]]; then
@@ -411,6 +428,8 @@ render_cloud_init() {
       TPL_RABBITMQ_CONF_FILE=$REPO_ROOT/deploy/rabbitmq/30-change-of-circumstances.conf \
       TPL_DEFINITIONS_FILE=$dir/definitions.json TPL_REGISTRY_ENV_FILE=$dir/registry.env \
       TPL_REGISTRY_LOGIN_SCRIPT=$AZURE_DIR/vm/registry-login.sh \
+      TPL_CA_CERTIFICATE_FILE=$STATE_DIR/tls/ca.pem \
+      TPL_TLS_CONF_FILE=$REPO_ROOT/deploy/rabbitmq/50-tls.conf \
       TPL_SYSTEMD_UNIT_FILE=$AZURE_DIR/vm/change-of-circumstances.service
     render "$AZURE_DIR/cloud-init/vm1.yaml.tmpl" "$dir/vm1.yaml"
     render "$AZURE_DIR/cloud-init/vm2.yaml.tmpl" "$dir/vm2.yaml"
@@ -477,6 +496,57 @@ grant_registry_access() {
   step "AcrPull on $ACR_NAME for each VM's managed identity (and nothing else)"
   grant_acr_pull "$VM1_NAME"
   grant_acr_pull "$VM2_NAME"
+}
+
+# ---------------------------------------------------------------------------- TLS
+
+readonly CERTIFICATE_RUN_COMMAND=broker-certificate
+
+# Runs vm/broker-certificate.sh on VM 1 with `az vm run-command create`, waits for it, and
+# sets VM1_ANSWER to what it printed; the run command is deleted afterwards. Exits if the
+# script failed.
+broker_certificate_on_vm1() { # parameter... (shown as given: none is secret)
+  run az vm run-command create --resource-group "$RESOURCE_GROUP" --vm-name "$VM1_NAME" \
+    --run-command-name "$CERTIFICATE_RUN_COMMAND" --script "@$AZURE_DIR/vm/broker-certificate.sh" \
+    --parameters "$@" --async-execution false --timeout-in-seconds 1800 --output none
+  local state
+  state=$(read_az Succeeded vm run-command show --resource-group "$RESOURCE_GROUP" --vm-name "$VM1_NAME" \
+    --run-command-name "$CERTIFICATE_RUN_COMMAND" --instance-view --query instanceView.executionState --output tsv)
+  [[ $state == Succeeded ]] ||
+    die "vm/broker-certificate.sh failed on $VM1_NAME ($state); its output: az vm run-command show --resource-group $RESOURCE_GROUP --vm-name $VM1_NAME --run-command-name $CERTIFICATE_RUN_COMMAND --instance-view"
+  VM1_ANSWER=$(read_az '<its output>' vm run-command show --resource-group "$RESOURCE_GROUP" --vm-name "$VM1_NAME" \
+    --run-command-name "$CERTIFICATE_RUN_COMMAND" --instance-view --query instanceView.output --output tsv)
+  run az vm run-command delete --resource-group "$RESOURCE_GROUP" --vm-name "$VM1_NAME" \
+    --run-command-name "$CERTIFICATE_RUN_COMMAND" --yes --output none
+}
+
+# The broker's certificate, without its key ever leaving VM 1: VM 1 makes the key and a
+# request (vm/broker-certificate.sh ACTION=request), this machine's CA signs it for VM 1's
+# private IP and name (sign-broker-request.sh), VM 1 installs it (ACTION=install). On a
+# re-run, VM 1 answers "not due" until the certificate is within BROKER_CERTIFICATE_RENEW_DAYS
+# of its end (RENEW_BROKER_CERTIFICATE=1 renews it anyway): re-running deploy.sh is the renewal.
+issue_broker_certificate() {
+  step "TLS: the broker's certificate (its key is made on $VM1_NAME and never leaves it)"
+  local certificate renew=0
+  is_true "$RENEW_BROKER_CERTIFICATE" && renew=1
+  broker_certificate_on_vm1 ACTION=request "COMMON_NAME=$VM1_NAME" "RENEW=$renew" \
+    "RENEW_DAYS=$BROKER_CERTIFICATE_RENEW_DAYS"
+  if [[ $VM1_ANSWER == "not due: "* ]]; then
+    note "the certificate on $VM1_NAME is kept: valid until ${VM1_ANSWER#not due: } (RENEW_BROKER_CERTIFICATE=1 renews it now)"
+    return
+  fi
+  if is_dry_run; then
+    note "(dry run) would sign $VM1_NAME's request for $(broker_certificate_names) with $STATE_DIR/tls/ca.key"
+    certificate='<BROKER_CERTIFICATE>'
+  else
+    # One line each way (base64 of the PEM): the run command's output and parameters keep it whole.
+    certificate=$(sed -n 's/^request: //p' <<<"$VM1_ANSWER" | base64 -d |
+      STATE_DIR=$STATE_DIR VM1_NAME=$VM1_NAME VM1_PRIVATE_IP=$VM1_PRIVATE_IP "$AZURE_DIR/sign-broker-request.sh" |
+      base64 | tr -d '\n')
+    [[ -n $certificate ]] || die "no certificate request from $VM1_NAME: $VM1_ANSWER"
+  fi
+  broker_certificate_on_vm1 ACTION=install "BROKER_CERTIFICATE=$certificate"
+  note "signed for $(broker_certificate_names), valid for $BROKER_CERTIFICATE_DAYS days"
 }
 
 # ---------------------------------------------------------------------------- passwords
@@ -615,6 +685,7 @@ main() {
   detect_operator_ip
   load_or_create_acr_name
   load_or_create_secrets
+  load_or_create_ca
   keep_layout
   register_providers
   create_resource_group
@@ -626,6 +697,7 @@ main() {
   render_cloud_init
   create_vms
   grant_registry_access
+  issue_broker_certificate
   deliver_secrets
   look_after_vms
   wait_for_producer

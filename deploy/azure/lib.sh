@@ -76,6 +76,9 @@ load_settings() {
   PRODUCER_AMQP_USER=${PRODUCER_AMQP_USER:-coc-producer}
   CONSUMER_AMQP_USER=${CONSUMER_AMQP_USER:-coc-consumer}
 
+  # 1: a new broker certificate now, even if the one on VM 1 is not due for renewal yet.
+  RENEW_BROKER_CERTIFICATE=${RENEW_BROKER_CERTIFICATE:-0}
+
   WAIT_FOR_PRODUCER=${WAIT_FOR_PRODUCER:-1}
   WAIT_TIMEOUT_SECS=${WAIT_TIMEOUT_SECS:-900}
   # Generated passwords, the ACR name and the rendered cloud-init files live here, outside the
@@ -170,6 +173,10 @@ vm_secret_names() { # vm1|vm2
     *) die "no VM $1" ;;
   esac
 }
+
+# The names in the broker's certificate: VM 2's consumer connects to VM 1's private IP; the
+# host name is for a client that uses Azure's DNS name within the VNet instead.
+broker_certificate_names() { printf 'IP:%s,DNS:%s' "$VM1_PRIVATE_IP" "$VM1_NAME"; }
 
 acr_login_server() { printf '%s.azurecr.io' "$ACR_NAME"; }
 

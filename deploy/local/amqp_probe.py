@@ -11,9 +11,13 @@
         publish one persistent, mandatory message with publisher confirms; exit 0 if the broker
         confirmed it, 3 if it refused it (ACCESS_REFUSED), 1 for anything else
 
+An amqps:// URL is verified against AMQP_CA_FILE (a PEM file) if set, else the system's CAs,
+host name included, as the services do; a certificate that fails verification exits 4.
 Any other failure exits 1. The reason is printed on stderr.
 """
 
+import os
+import ssl
 import sys
 from typing import Callable
 
@@ -22,6 +26,7 @@ import pika.exceptions
 from pika.adapters.blocking_connection import BlockingChannel
 
 REFUSED = 3
+CERTIFICATE_REFUSED = 4
 
 
 def refused(error: Exception) -> bool:
@@ -31,8 +36,30 @@ def refused(error: Exception) -> bool:
     )
 
 
+def failure_status(error: Exception) -> int:
+    if certificate_refused(error):
+        return CERTIFICATE_REFUSED
+    return REFUSED if refused(error) else 1
+
+
+def certificate_refused(error: BaseException) -> bool:
+    """pika wraps the TLS handshake's failure in its own errors: look through them."""
+    seen: list[BaseException] = [error]
+    while seen:
+        current = seen.pop()
+        if isinstance(current, ssl.SSLCertVerificationError) or "CERTIFICATE_VERIFY_FAILED" in repr(current):
+            return True
+        seen += [arg for arg in getattr(current, "args", ()) if isinstance(arg, BaseException)]
+        if current.__cause__ is not None:
+            seen.append(current.__cause__)
+    return False
+
+
 def connect(url: str) -> pika.BlockingConnection:
     parameters = pika.URLParameters(url)
+    if url.startswith("amqps://"):
+        context = ssl.create_default_context(cafile=os.environ.get("AMQP_CA_FILE") or None)
+        parameters.ssl_options = pika.SSLOptions(context, server_hostname=parameters.host)
     parameters.connection_attempts = 1
     parameters.socket_timeout = 5
     parameters.blocked_connection_timeout = 5
@@ -44,7 +71,7 @@ def login(url: str) -> int:
         connect(url).close()
     except Exception as error:  # noqa: BLE001 - the kind of failure is the answer
         print(f"connection refused: {error!r}", file=sys.stderr)
-        return REFUSED if refused(error) else 1
+        return failure_status(error)
     print("connected", file=sys.stderr)
     return 0
 
@@ -55,12 +82,12 @@ def on_channel(url: str, action: Callable[[BlockingChannel], None], failed: str,
         connection = connect(url)
     except Exception as error:  # noqa: BLE001
         print(f"cannot connect: {error!r}", file=sys.stderr)
-        return REFUSED if refused(error) else 1
+        return failure_status(error)
     try:
         action(connection.channel())
     except Exception as error:  # noqa: BLE001
         print(f"{failed}: {error!r}", file=sys.stderr)
-        return REFUSED if refused(error) else 1
+        return failure_status(error)
     finally:
         if connection.is_open:
             connection.close()

@@ -165,27 +165,26 @@ wait_for() { # seconds description command...: polls the command until it succee
   return 1
 }
 
-expect_refused() { # description command...
-  local description=$1 status=0
-  shift
+# The probe's (amqp_probe.py) exit status, as a check: 0 accepted, 3 refused by the broker
+# (ACCESS_REFUSED), 4 the broker's certificate refused by the client.
+expect_probe() { # accepted|refused|certificate-refused description command...
+  local want=$1 description=$2 status=0 got
+  shift 2
   "$@" 2>>"$WORK/logs/amqp-probe.log" || status=$?
-  if ((status == 3)); then
-    pass "refused (ACCESS_REFUSED): $description"
+  case $status in
+    0) got=accepted ;;
+    3) got=refused ;;
+    4) got=certificate-refused ;;
+    *) got="failed otherwise (exit $status, logs/amqp-probe.log)" ;;
+  esac
+  if [[ $got == "$want" ]]; then
+    pass "$want: $description"
   else
-    fail "not refused as expected (exit $status): $description"
+    fail "$got, expected $want: $description"
   fi
 }
-
-expect_accepted() { # description command...
-  local description=$1 status=0
-  shift
-  "$@" 2>>"$WORK/logs/amqp-probe.log" || status=$?
-  if ((status == 0)); then
-    pass "accepted: $description"
-  else
-    fail "refused (exit $status): $description"
-  fi
-}
+expect_refused() { expect_probe refused "$@"; }
+expect_accepted() { expect_probe accepted "$@"; }
 
 post_change() { # customer_id line1 postcode: 202 from the internet side, or a failure
   local body status

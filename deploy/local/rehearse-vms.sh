@@ -12,19 +12,25 @@
 #  1. `DRY_RUN=1 deploy/azure/deploy.sh` (with a fake az) renders each VM's cloud-config, with
 #     the variables deploy.sh passes; its write_files go into each VM's root directory
 #     (play_cloud_init.py) and its runcmd is played line by line (play_runcmd);
-#  2. the passwords reach each VM as deploy.sh sends them: vm/deliver-secrets.sh with the
-#     names of the plan's `az vm run-command` and the values of its state directory;
+#  2. the broker's certificate is made as deploy.sh makes it: vm/broker-certificate.sh makes
+#     the key and its request in VM 1's root, sign-broker-request.sh signs it with the dry
+#     run's CA, the same script installs it; the passwords reach each VM as deploy.sh sends
+#     them: vm/deliver-secrets.sh with the names of the plan's `az vm run-command` and the
+#     values of its state directory;
 #  3. each engine gets the images under the names the rendered .env gives (no registry: the
 #     hosts have no way out), and the systemd unit's own ExecStartPre/ExecStart lines start the
 #     stack, ExecStop stops it;
-#  4. checks: only the producer's 8080 answers from the internet side; 5672 on VM 1's private
-#     address, from vm2; 15672 on VM 1's loopback only; guest refused; the demo (post, applied
-#     on vm2, stop the consumer's container, the queue on vm1 fills, start it, it drains); then
-#     a reboot of both (the unit's stop, the engines stopped and started, the unit's start),
-#     after which the queued messages and the consumer's store are still there.
+#  4. checks: only the producer's 8080 answers from the internet side; on VM 1's private
+#     address, from vm2, AMQP over TLS (5671) only, plain 5672 closed; a client trusting
+#     another CA is refused the broker's certificate; the consumer's connection is TLS; 15672
+#     on VM 1's loopback only; guest refused; the demo (post, applied on vm2, stop the
+#     consumer's container, the queue on vm1 fills, start it, it drains) while tcpdump records
+#     the link between the VMs, where no customer data, user name or password may show in
+#     clear; then a reboot of both (the unit's stop, the engines stopped and started, the
+#     unit's start), after which the queued messages and the consumer's store are still there.
 #
 # Runs as root on a Linux machine with Docker (dockerd, the docker CLI with compose v2),
-# iproute2, nsenter, curl and python3 with PyYAML and pika. Builds the two images from the
+# iproute2, nsenter, curl, openssl, tcpdump and python3 with PyYAML and pika. Builds the two images from the
 # Dockerfile (cached layers make it quick after `docker compose build`); the broker's image
 # (docker-compose.yml's x-rabbitmq-image) must be on the machine's engine already
 # (deploy/local/compose-ci.sh pulls it or builds a stand-in). Removes everything it created
@@ -53,6 +59,7 @@ readonly REGISTRY=rehearsal.invalid/coc
 readonly OFFICIAL_RABBITMQ_UID=999
 
 WORK=''
+CAPTURE_PID=''
 STARTED=$SECONDS
 declare -A ENGINE_PID=()
 
@@ -168,7 +175,7 @@ cleanup() {
 check_prerequisites() {
   ((EUID == 0)) || die "run as root (it creates network namespaces and Docker engines)"
   local tool
-  for tool in ip nsenter dockerd docker curl python3; do
+  for tool in ip nsenter dockerd docker curl python3 openssl tcpdump; do
     command -v "$tool" >/dev/null || die "$tool is missing"
   done
   docker compose version >/dev/null 2>&1 || die "docker compose (v2) is missing"
@@ -225,18 +232,21 @@ render_deployment() {
   pass "rendered $WORK/state/cloud-init/vm1.yaml and vm2.yaml"
 }
 
-# The names of the passwords deploy.sh sends each VM (the plan's `az vm run-command create
-# --parameters SECRET_NAMES=...`), one line per VM: "vm1 NAME...".
-planned_secret_names() {
-  python3 - "$WORK/logs/deploy-plan.log" <<'EOF'
+# The --parameters of the plan's run commands named NAME (`az vm run-command create`), one
+# line per command: "vm1 PARAMETER...".
+planned_run_commands() { # name
+  python3 - "$WORK/logs/deploy-plan.log" "$1" <<'EOF'
 import shlex, sys
 for line in open(sys.argv[1]):
     if not line.startswith("+ az vm run-command create "):
         continue
     words = shlex.split(line[2:])
+    if words[words.index("--run-command-name") + 1] != sys.argv[2]:
+        continue
     vm = words[words.index("--vm-name") + 1]
-    names = words[words.index("--parameters") + 1].removeprefix("SECRET_NAMES=")
-    print("vm1" if vm.endswith("vm1") else "vm2", names)
+    start = words.index("--parameters") + 1
+    end = next((i for i in range(start, len(words)) if words[i].startswith("--")), len(words))
+    print("vm1" if vm.endswith("vm1") else "vm2", *words[start:end])
 EOF
 }
 
@@ -291,12 +301,17 @@ play_runcmd() { # vm
   done <"$WORK/$vm/runcmd"
 }
 
+# The uid of the broker image's rabbitmq user: 999 in the official image.
+rabbitmq_uid() { # vm
+  on_vm "$1" docker run --rm --entrypoint id "$(env_value "$1" RABBITMQ_IMAGE)" -u rabbitmq
+}
+
 # The definitions (0600) go to the official image's rabbitmq user, 999. A stand-in image
 # built from Debian's package (deploy/local/compose-ci.sh, where no registry answers) has
 # another uid: give them to that one, and say so.
 adapt_definitions_owner() { # vm
   local uid
-  uid=$(on_vm "$1" docker run --rm --entrypoint id "$(env_value "$1" RABBITMQ_IMAGE)" -u rabbitmq)
+  uid=$(rabbitmq_uid "$1")
   if [[ $uid != "$OFFICIAL_RABBITMQ_UID" ]]; then
     chown -R "$uid:$uid" "$(stack_dir "$1")/rabbitmq/definitions"
     echo "    note: this $(env_value "$1" RABBITMQ_IMAGE) is not the official image: its rabbitmq user is uid $uid, not $OFFICIAL_RABBITMQ_UID; the definitions were given to $uid"
@@ -316,6 +331,49 @@ deliver_secrets() { # vm name...: vm/deliver-secrets.sh as az vm run-command run
   grep -qx 'restart --no-block change-of-circumstances.service' "$WORK/$vm/systemctl.log" ||
     die "deliver-secrets.sh on $vm did not restart the unit"
   pass "$vm: $* in .env (mode $(stat -c %a "$(stack_dir "$vm")/.env")); the unit is (re)started"
+}
+
+# vm/broker-certificate.sh on VM 1's root, as the plan's run commands run it (their
+# parameters, with RABBITMQ_UID of the image here: 999 is the official image's), around
+# sign-broker-request.sh with the dry run's CA, as deploy.sh does between them.
+issue_broker_certificate() {
+  local request=() answer certificate tls_dir
+  read -r -a request <<<"$(planned_run_commands broker-certificate | awk '$1 == "vm1" && $2 == "ACTION=request" { $1 = ""; print; exit }')"
+  ((${#request[@]})) || die "the plan has no broker-certificate request on vm1 (logs/deploy-plan.log)"
+  answer=$(on_vm1_root "${request[@]}") || die "broker-certificate.sh ACTION=request failed (logs/broker-certificate.log)"
+  [[ $answer == "request: "* ]] || die "broker-certificate.sh ACTION=request answered \"$answer\""
+  certificate=$(base64 -d <<<"${answer#request: }" | sign_as_deploy_sh | base64 -w0)
+  [[ -n $certificate ]] || die "sign-broker-request.sh failed (logs/broker-certificate.log)"
+  # A certificate the same CA signed for another key (another VM's request) is refused.
+  local stranger
+  stranger=$(openssl req -new -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -keyout /dev/null \
+    -subj /CN=stranger 2>/dev/null | sign_as_deploy_sh | base64 -w0)
+  if on_vm1_root ACTION=install "BROKER_CERTIFICATE=$stranger" >/dev/null; then
+    fail "vm1: broker-certificate.sh installed a certificate for another key"
+  else
+    pass "vm1: broker-certificate.sh refuses a certificate for another key"
+  fi
+  on_vm1_root ACTION=install "BROKER_CERTIFICATE=$certificate" >/dev/null ||
+    die "broker-certificate.sh ACTION=install failed (logs/broker-certificate.log)"
+  tls_dir=$(stack_dir vm1)/rabbitmq/tls
+  pass "vm1: the broker's key made there (mode $(stat -c %a "$tls_dir/broker.key")), its certificate signed by the dry run's CA for $(openssl x509 -in "$tls_dir/broker.pem" -noout -ext subjectAltName | tail -1 | xargs)"
+  if [[ $(on_vm1_root "${request[@]}") == "not due: "* ]]; then
+    pass "vm1: asked again, broker-certificate.sh answers that the certificate is not due (a re-run of deploy.sh keeps it)"
+  else
+    fail "vm1: a second request did not answer \"not due\""
+  fi
+}
+
+sign_as_deploy_sh() { # request on stdin: sign-broker-request.sh with the dry run's settings
+  env -i PATH="$PATH" HOME="$WORK/home" STATE_DIR="$WORK/state" \
+    VM1_PRIVATE_IP="$VM1_PRIVATE_IP" VM2_PRIVATE_IP="$VM2_PRIVATE_IP" \
+    "$AZURE/sign-broker-request.sh" 2>>"$WORK/logs/broker-certificate.log"
+}
+
+on_vm1_root() { # parameter...: vm/broker-certificate.sh with these settings, on vm1's root
+  env -i PATH="$WORK/vm-fakes:$PATH" SYSTEMCTL_LOG="$WORK/vm1/systemctl.log" \
+    COC_DIR="$(stack_dir vm1)" RABBITMQ_UID="$(rabbitmq_uid vm1)" "$@" \
+    bash "$AZURE/vm/broker-certificate.sh" 2>>"$WORK/logs/broker-certificate.log"
 }
 
 # ---------------------------------------------------------------------------- the unit
@@ -394,9 +452,11 @@ prove_exposure() {
   log "What answers where"
   expect_http from_internet "http://$VM1_PUBLIC_IP:$PRODUCER_PORT/healthz" \
     "the producer on VM 1's public address (8080), from the internet side"
+  expect_port closed from_internet "$VM1_PUBLIC_IP" 5671 "AMQP over TLS 5671 from the internet side"
   expect_port closed from_internet "$VM1_PUBLIC_IP" 5672 "AMQP 5672 from the internet side"
   expect_port closed from_internet "$VM1_PUBLIC_IP" 15672 "management 15672 from the internet side"
-  expect_port open in_vm2 "$VM1_PRIVATE_IP" 5672 "AMQP 5672 on VM 1's private address, from vm2"
+  expect_port open in_vm2 "$VM1_PRIVATE_IP" 5671 "AMQP over TLS 5671 on VM 1's private address, from vm2"
+  expect_port closed in_vm2 "$VM1_PRIVATE_IP" 5672 "plain AMQP 5672 on VM 1's private address, from vm2"
   expect_port closed in_vm2 "$VM1_PRIVATE_IP" 15672 "management 15672 on VM 1's private address, from vm2"
   expect_port closed in_vm1 "$VM1_PRIVATE_IP" 15672 "management 15672 on VM 1's private address, from vm1"
   expect_http in_vm1 "http://127.0.0.1:15672/" "management 15672 on VM 1's loopback (the SSH tunnel's end)"
@@ -404,22 +464,126 @@ prove_exposure() {
     "the consumer's API on VM 2's private address, from vm1 (the synchronous path)"
 }
 
+# A URL of the broker as vm2 reaches it: TLS on VM 1's private address.
+broker_url() { # user password vhost
+  printf 'amqps://%s:%s@%s:5671/%s' "$1" "$2" "$VM1_PRIVATE_IP" "$3"
+}
+
+# The probe from vm2, trusting CA_FILE (or the system's CAs if it is empty).
+probe_from_vm2() { # ca-file probe-argument...
+  local ca=$1
+  shift
+  in_vm2 env AMQP_CA_FILE="$ca" python3 "$PROBE" "$@"
+}
+
+prove_tls() {
+  log "TLS between the VMs: the broker's certificate, and who trusts it"
+  local vhost user password ca other_ca
+  vhost=$(env_value vm1 RABBITMQ_VHOST)
+  user=$(env_value vm2 CONSUMER_AMQP_USER)
+  password=$(env_value vm2 CONSUMER_AMQP_PASSWORD)
+  ca=$(stack_dir vm2)/tls/ca.pem
+  expect_accepted "the consumer's user over TLS from vm2, trusting the CA in VM 2's custom data (tls/ca.pem)" \
+    probe_from_vm2 "$ca" login "$(broker_url "$user" "$password" "$vhost")"
+  # A CA of the same name with another key, as an impostor would make: not the one that signed.
+  (
+    source "$ROOT/deploy/tls/certificates.sh"
+    make_ca "$WORK/other-ca" "$(openssl x509 -in "$ca" -noout -subject | sed 's/^subject=.*CN *= *//')"
+  )
+  other_ca=$WORK/other-ca/ca.pem
+  expect_probe certificate-refused "from vm2 trusting another CA of the same name" \
+    probe_from_vm2 "$other_ca" login "$(broker_url "$user" "$password" "$vhost")"
+  expect_probe certificate-refused "from vm2 trusting the system's CAs only" \
+    probe_from_vm2 "" login "$(broker_url "$user" "$password" "$vhost")"
+  if in_vm2 openssl s_client -connect "$VM1_PRIVATE_IP:5671" -CAfile "$ca" -verify_ip "$VM1_PRIVATE_IP" \
+    -verify_return_error </dev/null >"$WORK/logs/s_client.log" 2>&1; then
+    pass "openssl s_client from vm2: $(grep -m1 -o 'Protocol *: *TLSv1[.0-9]*\|New, TLSv1[.0-9]*' "$WORK/logs/s_client.log" | tail -1), certificate verified for $VM1_PRIVATE_IP"
+  else
+    fail "openssl s_client from vm2 could not verify the broker's certificate (logs/s_client.log)"
+  fi
+  # The consumer's own connection: TLS, from VM 2's address.
+  local connections
+  connections=$(compose_on vm1 exec -T rabbitmq rabbitmqctl --quiet list_connections --no-table-headers \
+    user peer_host ssl ssl_protocol 2>/dev/null | awk -v user="$user" '$1 == user')
+  if [[ -n $connections ]] && ! awk '$2 != vm2 || $3 != "true" { bad = 1 } END { exit !bad }' vm2="$VM2_PRIVATE_IP" <<<"$connections"; then
+    pass "the consumer's connections are TLS from $VM2_PRIVATE_IP: $(awk '{ print $4 }' <<<"$connections" | sort -u | paste -sd ' ')"
+  else
+    fail "the consumer's connections are not all TLS from $VM2_PRIVATE_IP: ${connections:-none}"
+  fi
+}
+
+# tcpdump on vm2's side of the link between the VMs, for as long as the demo runs.
+start_capture() {
+  local interface
+  interface=$(ip -n "$VM2_NS" -o -4 address show | awk -v ip="$VM2_PRIVATE_IP/" 'index($4, ip) == 1 { print $2 }')
+  [[ -n $interface ]] || die "no interface with $VM2_PRIVATE_IP in vm2"
+  # `ip netns exec` becomes tcpdump (same pid), so $! is what to stop; not in_vm2, a function,
+  # which would run in a subshell of its own.
+  ip netns exec "$VM2_NS" tcpdump -i "$interface" -U -s 0 -w "$WORK/link.pcap" \
+    "host $VM1_PRIVATE_IP and host $VM2_PRIVATE_IP" >>"$WORK/logs/tcpdump.log" 2>&1 &
+  CAPTURE_PID=$!
+  wait_for 10 "tcpdump is capturing" grep -q 'listening on' "$WORK/logs/tcpdump.log" ||
+    die "tcpdump did not start (logs/tcpdump.log)"
+  pass "tcpdump records the link between vm1 and vm2 ($interface)"
+}
+
+# What the link carried: AMQP only over TLS, with no customer data, user name or password in
+# it; and, as the proof that a search of the capture finds clear text, the consumer's HTTP API
+# (the synchronous path, plain HTTP within the VNet), which carries an address in clear.
+prove_nothing_in_clear() {
+  in_vm1 curl -s --max-time 5 "http://$VM2_PRIVATE_IP:$CONSUMER_PORT/api/v1/customers/C-1/address" >/dev/null
+  sleep 1 # tcpdump -U writes each packet as it comes; a second lets the last ones land
+  # TERM: a background job of a script ignores INT. tcpdump writes what it has and exits.
+  kill -TERM "$CAPTURE_PID" 2>/dev/null
+  wait "$CAPTURE_PID" 2>/dev/null || true
+  log "What crossed the link between the VMs (tcpdump on vm2's side)"
+  local amqps=$WORK/amqps.pcap plain=$WORK/amqp.pcap api=$WORK/api.pcap packets secret found
+  tcpdump -r "$WORK/link.pcap" -w "$amqps" 'tcp port 5671' 2>/dev/null
+  tcpdump -r "$WORK/link.pcap" -w "$plain" 'tcp port 5672' 2>/dev/null
+  tcpdump -r "$WORK/link.pcap" -w "$api" "tcp port $CONSUMER_PORT" 2>/dev/null
+  packets=$(tcpdump -r "$amqps" 2>/dev/null | wc -l)
+  if ((packets >= 20)); then
+    pass "$packets packets of AMQP over TLS (5671) during the demo"
+  else
+    fail "only $packets packets on 5671 during the demo: the capture missed the consumer's traffic"
+  fi
+  if [[ $(tcpdump -r "$plain" 2>/dev/null | wc -l) == 0 ]]; then
+    pass "no packet of plain AMQP (5672) between the VMs"
+  else
+    fail "plain AMQP (5672) crossed the link"
+  fi
+  found=()
+  for secret in "Church Street" "PR1 3BQ" "$(env_value vm2 CONSUMER_AMQP_USER)" "$(env_value vm2 CONSUMER_AMQP_PASSWORD)"; do
+    grep -aqF -- "$secret" "$amqps" && found+=("$secret")
+  done
+  if ((${#found[@]} == 0)); then
+    pass "none of: the addresses posted, a postcode, the consumer's user name, its password, in the AMQP traffic"
+  else
+    fail "in clear in the AMQP traffic between the VMs: ${found[*]}"
+  fi
+  if grep -aqF "1 Church Street" "$api"; then
+    pass "the search finds clear text where there is some: C-1's address in the consumer's HTTP API (plain HTTP within the VNet; deploy/README.md)"
+  else
+    fail "the search did not find C-1's address in the consumer's HTTP API traffic: the capture or the search is broken"
+  fi
+}
+
 prove_guest_is_refused() {
   log "guest is refused from vm2"
-  local vhost
+  local vhost ca
   vhost=$(env_value vm1 RABBITMQ_VHOST)
+  ca=$(stack_dir vm2)/tls/ca.pem
   if compose_on vm1 exec -T rabbitmq rabbitmqctl --quiet list_users 2>/dev/null | grep -qw guest; then
     fail "the broker has a guest user although definitions were loaded at first boot"
   else
     pass "the broker has no guest user (definitions loaded at first boot)"
   fi
-  expect_refused "guest/guest from vm2" \
-    in_vm2 python3 "$PROBE" login "amqp://guest:guest@$VM1_PRIVATE_IP:5672/%2f"
+  expect_refused "guest/guest from vm2" probe_from_vm2 "$ca" login "$(broker_url guest guest %2f)"
   # A guest added by hand, with every permission, is still kept to the broker's own host.
   compose_on vm1 exec -T rabbitmq rabbitmqctl --quiet add_user guest guest >/dev/null
   compose_on vm1 exec -T rabbitmq rabbitmqctl --quiet set_permissions -p "$vhost" guest '.*' '.*' '.*' >/dev/null
   expect_refused "guest/guest from vm2, with a guest user present" \
-    in_vm2 python3 "$PROBE" login "amqp://guest:guest@$VM1_PRIVATE_IP:5672/$vhost"
+    probe_from_vm2 "$ca" login "$(broker_url guest guest "$vhost")"
   compose_on vm1 exec -T rabbitmq rabbitmqctl --quiet delete_user guest >/dev/null
 }
 
@@ -515,18 +679,22 @@ main() {
     load_images "$vm"
     play_runcmd "$vm"
   done
+  issue_broker_certificate
   while read -r vm secret_names; do
     # shellcheck disable=SC2086 # the names, one word each
-    deliver_secrets "$vm" $secret_names
-  done < <(planned_secret_names)
+    deliver_secrets "$vm" ${secret_names#SECRET_NAMES=}
+  done < <(planned_run_commands deliver-secrets)
 
   log "Starting each VM's stack with the unit's commands"
   start_unit vm1
   start_unit vm2
 
   prove_exposure
+  prove_tls
   prove_guest_is_refused
+  start_capture
   run_demo
+  prove_nothing_in_clear
   prove_reboot
 
   if ((failures)); then

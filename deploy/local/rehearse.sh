@@ -5,14 +5,16 @@
 #                                                            |  10.20.1.0/24, the VNet subnet
 #                                                           vm2: consumers (no public address)
 #
-# As on Azure: the broker listens on VM 1's private address only, loads the same definitions
-# (one user per service, no guest) and the same settings (deploy/rabbitmq/) as the VMs; the
-# consumers on vm2 reach it over that private address with their own users; the operator reaches
-# only the producer's HTTP port. Then it proves guest is refused from vm2, that each user can do
+# As on Azure: the broker listens on VM 1's private address with TLS only (5671; plain 5672 on
+# vm1's loopback, for the producer beside it), loads the same definitions (one user per
+# service, no guest) and the same settings (deploy/rabbitmq/) as the VMs; the consumers on vm2
+# reach it over that private address with amqps://, their own users and the CA that signed the
+# broker's certificate; the operator reaches only the producer's HTTP port. Then it proves guest is refused from vm2, that each user can do
 # only its own job, and runs the demo: post, stop the consumer, the queue fills, start it, the
 # queue drains, every change applied (and routed to the pub/sub subscribers that want it).
 #
-# Runs as root on Debian/Ubuntu with rabbitmq-server, iproute2, curl, python3 + pika and cargo.
+# Runs as root on Debian/Ubuntu with rabbitmq-server, iproute2, curl, openssl, python3 + pika
+# and cargo.
 # Starts its own RabbitMQ node inside vm1 (the machine's broker is not touched), and removes
 # everything it created (processes, namespaces, files) on exit, whatever happens. Exit 0 only
 # if every check held.
@@ -28,12 +30,15 @@ source "$ROOT/deploy/lib.sh" # random_password
 readonly RUN_ID=$$
 # shellcheck source=rehearsal-lib.sh
 source "$ROOT/deploy/local/rehearsal-lib.sh"
+# shellcheck source=../tls/certificates.sh
+source "$ROOT/deploy/tls/certificates.sh" # make_ca, key_and_request, sign_request
 readonly RABBITMQ_NODE=coc-rehearsal@localhost RABBITMQ_LIB=/usr/lib/rabbitmq/bin
 readonly VHOST=change-of-circumstances EXCHANGE=customer.events QUEUE=change-of-circumstances
 readonly PAYMENTS_PORT=8091 MAILSHOT_PORT=8092
 readonly PROBE=$ROOT/deploy/local/amqp_probe.py
 
 WORK=''
+CA_FILE=''
 BROKER_ENV=()
 started_pids=()
 
@@ -126,8 +131,19 @@ make_credentials() {
   export ADMIN_PASSWORD MONITOR_PASSWORD PRODUCER_PASSWORD CONSUMER_PASSWORD PAYMENTS_PASSWORD MAILSHOT_PASSWORD
 }
 
+# The broker as vm2 reaches it: TLS on VM 1's private address (with AMQP_CA_FILE=$CA_FILE).
 amqp_url() { # user password
-  printf 'amqp://%s:%s@%s:5672/%s' "$1" "$2" "$VM1_PRIVATE_IP" "$VHOST"
+  printf 'amqps://%s:%s@%s:5671/%s' "$1" "$2" "$VM1_PRIVATE_IP" "$VHOST"
+}
+
+# The broker as the producer beside it reaches it: plain AMQP on vm1's loopback.
+local_amqp_url() { # user password
+  printf 'amqp://%s:%s@127.0.0.1:5672/%s' "$1" "$2" "$VHOST"
+}
+
+# The probe on vm2, trusting the rehearsal's CA as the consumers do.
+probe_from_vm2() { # probe-argument...
+  in_vm2 env AMQP_CA_FILE="$CA_FILE" python3 "$PROBE" "$@"
 }
 
 # ---------------------------------------------------------------------------- broker (vm1)
@@ -145,7 +161,7 @@ broker_environment() {
     RABBITMQ_MNESIA_BASE="$WORK/broker/mnesia"
     RABBITMQ_LOG_BASE="$WORK/broker/log"
     RABBITMQ_LOGS="$WORK/broker/log/rabbit.log"
-    RABBITMQ_NODE_IP_ADDRESS="$VM1_PRIVATE_IP"
+    RABBITMQ_NODE_IP_ADDRESS=127.0.0.1
     RABBITMQ_NODE_PORT=5672
   )
 }
@@ -164,6 +180,17 @@ write_broker_config() {
   # The same settings file as compose and VM 1, with this machine's paths.
   sed "s|/etc/rabbitmq/definitions/definitions.json|$WORK/broker/definitions/definitions.json|" \
     "$ROOT/deploy/rabbitmq/30-change-of-circumstances.conf" >"$WORK/broker/rabbitmq.conf"
+  # TLS as VM 1 has it (50-tls.conf), on the private address, with this machine's paths.
+  sed -e "s|/etc/rabbitmq/tls/|$WORK/broker/tls/|" \
+    -e "s|^listeners.ssl.default = 5671$|listeners.ssl.default = $VM1_PRIVATE_IP:5671|" \
+    "$ROOT/deploy/rabbitmq/50-tls.conf" >>"$WORK/broker/rabbitmq.conf"
+  # A CA and the broker's certificate for VM 1's private address, as deploy.sh makes them.
+  make_ca "$WORK/broker/tls" "change-of-circumstances rehearsal CA"
+  key_and_request "$WORK/broker/tls/broker.key" vm1 |
+    sign_request "$WORK/broker/tls" "IP:$VM1_PRIVATE_IP" >"$WORK/broker/tls/broker.pem"
+  rm "$WORK/broker/tls/ca.key"
+  CA_FILE=$WORK/vm2/ca.pem
+  cp "$WORK/broker/tls/ca.pem" "$CA_FILE"
   # The management UI and API on vm1's loopback only, as VM 1 publishes it on 127.0.0.1 (the
   # operator reaches it through an SSH tunnel; here, from inside vm1).
   printf 'management.tcp.ip = 127.0.0.1\nmanagement.tcp.port = 15672\n' >>"$WORK/broker/rabbitmq.conf"
@@ -182,7 +209,7 @@ write_broker_config() {
 }
 
 start_broker() {
-  log "Starting RabbitMQ on vm1, listening on $VM1_PRIVATE_IP:5672 only"
+  log "Starting RabbitMQ on vm1: TLS on $VM1_PRIVATE_IP:5671, plain AMQP on vm1's loopback"
   write_broker_config
   broker_environment
   as_broker_on_vm1 "$RABBITMQ_LIB/rabbitmq-server" >"$WORK/logs/rabbitmq-server.log" 2>&1 &
@@ -209,7 +236,7 @@ queue_depth() { # queue: ready + unacknowledged messages
 start_producer() {
   log "Starting the producer on vm1 (user coc-producer)"
   (cd "$WORK/vm1" && exec ip netns exec "$VM1_NS" env -i PATH="$PATH" HOSTNAME=vm1 \
-    AMQP_ADDR="$(amqp_url coc-producer "$PRODUCER_PASSWORD")" \
+    AMQP_ADDR="$(local_amqp_url coc-producer "$PRODUCER_PASSWORD")" \
     EXCHANGE="$EXCHANGE" QUEUE="$QUEUE" HTTP_ADDR="0.0.0.0:$PRODUCER_PORT" \
     MANAGEMENT_URL="http://coc-monitor:$MONITOR_PASSWORD@127.0.0.1:15672" \
     RECONNECT_MAX_DELAY_SECS=2 LOG_FORMAT=json RUST_LOG=info \
@@ -221,7 +248,7 @@ start_producer() {
 start_consumer() { # name queue binding_keys user password port
   local name=$1 queue=$2 binding_keys=$3 user=$4 password=$5 port=$6
   (cd "$WORK/vm2" && exec ip netns exec "$VM2_NS" env -i PATH="$PATH" HOSTNAME=vm2 \
-    AMQP_ADDR="$(amqp_url "$user" "$password")" \
+    AMQP_ADDR="$(amqp_url "$user" "$password")" AMQP_CA_FILE="$CA_FILE" \
     EXCHANGE="$EXCHANGE" QUEUE="$queue" BINDING_KEYS="$binding_keys" \
     HTTP_ADDR="127.0.0.1:$port" DATABASE_URL="sqlite://$WORK/vm2/$name.db" \
     RECONNECT_MAX_DELAY_SECS=2 RETRY_DELAYS_MS=1000 LOG_FORMAT=json RUST_LOG=info \
@@ -239,15 +266,14 @@ prove_guest_is_refused() {
   else
     pass "the broker has no guest user (definitions loaded at first boot)"
   fi
-  expect_refused "guest/guest from vm2" \
-    in_vm2 python3 "$PROBE" login "amqp://guest:guest@$VM1_PRIVATE_IP:5672/%2f"
+  expect_refused "guest/guest from vm2" probe_from_vm2 login "amqps://guest:guest@$VM1_PRIVATE_IP:5671/%2f"
 
   # A broker whose data predates the definitions may still have guest: the settings file keeps
   # it to localhost. Add it by hand, with every permission, and try again from vm2.
   broker_ctl --quiet add_user guest guest >/dev/null
   broker_ctl --quiet set_permissions -p "$VHOST" guest '.*' '.*' '.*' >/dev/null
   expect_refused "guest/guest from vm2, with a guest user present" \
-    in_vm2 python3 "$PROBE" login "amqp://guest:guest@$VM1_PRIVATE_IP:5672/$VHOST"
+    probe_from_vm2 login "$(amqp_url guest guest)"
   # The broker's log is written asynchronously: give it a moment.
   wait_for 5 "the broker log shows why guest was refused" \
     grep -q "user 'guest' can only connect via localhost" "$WORK/broker/log/rabbit.log" &&
@@ -261,7 +287,7 @@ expect_consumer_refused() { # description name queue user password port
   start_consumer "$name" "$3" 'address.changed.#' "$4" "$5" "$6"
   local pid=$last_pid
   if wait_for 15 "$description: no ACCESS_REFUSED in its log" \
-    grep -q ACCESS_REFUSED "$WORK/logs/$name.log"; then
+    grep -qs ACCESS_REFUSED "$WORK/logs/$name.log"; then
     if [[ $(http_status in_vm2 "http://127.0.0.1:$6/readyz") == 200 ]]; then
       fail "$description: it became ready"
     else
@@ -278,20 +304,20 @@ prove_least_privilege() {
   expect_consumer_refused "the payments user cannot take the change-of-circumstances queue" \
     probe-payments-as-main "$QUEUE" payments-consumer "$PAYMENTS_PASSWORD" 18082
   expect_refused "the producer publishing a routing key other than address.changed.<area>" \
-    in_vm1 python3 "$PROBE" publish "$(amqp_url coc-producer "$PRODUCER_PASSWORD")" \
+    in_vm1 python3 "$PROBE" publish "$(local_amqp_url coc-producer "$PRODUCER_PASSWORD")" \
     "$EXCHANGE" customer.deleted.pr probe-1 '{}'
   expect_refused "a consumer's user publishing to the exchange" \
-    in_vm2 python3 "$PROBE" publish "$(amqp_url coc-consumer "$CONSUMER_PASSWORD")" \
+    probe_from_vm2 publish "$(amqp_url coc-consumer "$CONSUMER_PASSWORD")" \
     "$EXCHANGE" address.changed.pr probe-2 '{}'
   expect_refused "the producer's user reading the queue it publishes to" \
-    in_vm1 python3 "$PROBE" get "$(amqp_url coc-producer "$PRODUCER_PASSWORD")" "$QUEUE"
+    in_vm1 python3 "$PROBE" get "$(local_amqp_url coc-producer "$PRODUCER_PASSWORD")" "$QUEUE"
   expect_refused "the monitor user (producer's queue view) reading a queue" \
-    in_vm1 python3 "$PROBE" get "$(amqp_url coc-monitor "$MONITOR_PASSWORD")" "$QUEUE"
+    in_vm1 python3 "$PROBE" get "$(local_amqp_url coc-monitor "$MONITOR_PASSWORD")" "$QUEUE"
   expect_refused "the monitor user (producer's queue view) publishing anything" \
-    in_vm1 python3 "$PROBE" publish "$(amqp_url coc-monitor "$MONITOR_PASSWORD")" \
+    in_vm1 python3 "$PROBE" publish "$(local_amqp_url coc-monitor "$MONITOR_PASSWORD")" \
     "$EXCHANGE" address.changed.pr probe-3 '{}'
   expect_refused "the monitor user publishing through the default exchange" \
-    in_vm1 python3 "$PROBE" publish "$(amqp_url coc-monitor "$MONITOR_PASSWORD")" \
+    in_vm1 python3 "$PROBE" publish "$(local_amqp_url coc-monitor "$MONITOR_PASSWORD")" \
     '' "$QUEUE" probe-4 '{}'
   wait_for 30 "the monitor user reads $QUEUE from the management API" \
     management_shows coc-monitor "$MONITOR_PASSWORD" "$QUEUE" name "$QUEUE" &&
@@ -339,10 +365,18 @@ run_demo() {
   else
     fail "the producer's /healthz on the public address: $edge"
   fi
-  if from_internet bash -c "exec 3<>/dev/tcp/$VM1_PUBLIC_IP/5672" 2>/dev/null; then
-    fail "AMQP (5672) answers on VM 1's public address"
+  local port
+  for port in 5671 5672; do
+    if from_internet bash -c "exec 3<>/dev/tcp/$VM1_PUBLIC_IP/$port" 2>/dev/null; then
+      fail "AMQP ($port) answers on VM 1's public address"
+    else
+      pass "AMQP ($port) does not answer on VM 1's public address"
+    fi
+  done
+  if in_vm2 bash -c "exec 3<>/dev/tcp/$VM1_PRIVATE_IP/5672" 2>/dev/null; then
+    fail "plain AMQP (5672) answers on VM 1's private address, from vm2"
   else
-    pass "AMQP (5672) does not answer on VM 1's public address"
+    pass "plain AMQP (5672) does not answer on VM 1's private address (TLS on 5671 only)"
   fi
   post_change C-0 '0 Fishergate' 'PR1 2HE' && pass "POST C-0: 202"
   wait_for 15 "C-0 applied by the consumer on vm2" applied "$CONSUMER_PORT" C-0 '0 Fishergate' &&
@@ -409,7 +443,7 @@ run_demo() {
 prove_dead_letters() {
   log "A poison message goes to the dead-letter queue (the consumer's user publishes there)"
   expect_accepted "the producer's user publishing a message that is not an event" \
-    in_vm1 python3 "$PROBE" publish "$(amqp_url coc-producer "$PRODUCER_PASSWORD")" \
+    in_vm1 python3 "$PROBE" publish "$(local_amqp_url coc-producer "$PRODUCER_PASSWORD")" \
     "$EXCHANGE" address.changed.zz poison-1 'this is not JSON'
   wait_for 15 "the poison message reached $QUEUE.dlq" queue_is "$QUEUE.dlq" 1 &&
     pass "$QUEUE.dlq holds it"

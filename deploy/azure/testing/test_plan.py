@@ -9,8 +9,9 @@ deploy/check.sh can validate the cloud-init files afterwards. Exit 0 only if eve
 
 What must hold, whatever the settings:
   * the dry run calls no az command but `az account show`, and no docker command;
-  * no NSG rule lets the internet reach AMQP (5672), the management UI (15672) or RabbitMQ's
-    clustering ports (4369, 25672); AMQP is allowed from the VNet only;
+  * no NSG rule lets the internet reach AMQP (5671, 5672), the management UI (15672) or
+    RabbitMQ's clustering ports (4369, 25672); AMQP over TLS (5671) is allowed from the VNet
+    only, plain AMQP (5672) from nowhere;
   * SSH (22) is allowed from the operator's address only; the producer's 8080 from the internet;
   * both VMs are created on NICs in the same VNet and subnet, VM 1 on its static private IP,
     and `az vm create` makes no network resource of its own (no default NSG opening SSH);
@@ -20,6 +21,10 @@ What must hold, whatever the settings:
     address with its own user, and no guest user;
   * no password is in custom data or in the printed plan: each VM gets its own, once it exists,
     from a run command (vm/deliver-secrets.sh) with protected parameters;
+  * TLS: the deployment's CA is made in STATE_DIR/tls (its key 0600), its certificate is in
+    both VMs' custom data, no private key is in custom data or in the plan; VM 1 makes the
+    broker's key and request, then installs the certificate, by two run commands before the
+    passwords start its stack; the CA signs a request for VM 1's private IP and name;
   * both VMs have boot diagnostics and a daily shutdown (AUTO_SHUTDOWN_UTC, unless off);
   * demo.env sets every variable of deploy/README.md's demo; teardown.sh does not block.
 """
@@ -47,7 +52,7 @@ OPERATOR_IP = "203.0.113.7"
 VNET_PREFIX = "10.20.0.0/16"
 VM1_PRIVATE_IP = "10.20.1.10"
 VM2_PRIVATE_IP = "10.20.1.11"
-BROKER_PORTS = {5672, 15672, 4369, 25672}
+BROKER_PORTS = {5671, 5672, 15672, 4369, 25672}
 # The external registry scenario's password: it must reach the VMs, but not by custom data.
 REGISTRY_PASSWORD = "not-a-real-token"
 ANYWHERE = {"*", "internet", "any", "0.0.0.0", "0.0.0.0/0", "::/0"}
@@ -189,8 +194,11 @@ def check_security_rules(outcome: Outcome, plan: list[list[str]], vm2_public: bo
                     not any(is_anywhere(source) for source in sources),
                     f"{name} allows {port} but not from the internet (sources {sources})",
                 )
-        if any(covers(spec, 5672) for spec in ports):
-            outcome.check(sources == [VNET_PREFIX], f"{name}: AMQP only from the VNet {VNET_PREFIX}")
+        if any(covers(spec, 5671) for spec in ports):
+            outcome.check(sources == [VNET_PREFIX], f"{name}: AMQP over TLS only from the VNet {VNET_PREFIX}")
+        outcome.check(
+            not any(covers(spec, 5672) for spec in ports), f"{name} does not allow plain AMQP (5672), VNet included"
+        )
         if any(covers(spec, 22) for spec in ports):
             outcome.check(
                 sources == [f"{OPERATOR_IP}/32"],
@@ -312,7 +320,9 @@ def check_secret_delivery(outcome: Outcome, plan: list[list[str]], output: str, 
         runs = [
             (i, options(w))
             for i, w in enumerate(plan)
-            if command_is(w, "az", "vm", "run-command", "create") and options(w).get("--vm-name") == [vm]
+            if command_is(w, "az", "vm", "run-command", "create")
+            and options(w).get("--vm-name") == [vm]
+            and options(w).get("--run-command-name") == ["deliver-secrets"]
         ]
         delivered = len(runs) == 1 and created is not None and runs[0][0] > created
         given = runs[0][1] if runs else {}
@@ -327,11 +337,112 @@ def check_secret_delivery(outcome: Outcome, plan: list[list[str]], output: str, 
         deleted = [
             i
             for i, w in enumerate(plan)
-            if command_is(w, "az", "vm", "run-command", "delete") and options(w).get("--vm-name") == [vm]
+            if command_is(w, "az", "vm", "run-command", "delete")
+            and options(w).get("--vm-name") == [vm]
+            and options(w).get("--run-command-name") == ["deliver-secrets"]
         ]
         outcome.check(
             bool(runs) and len(deleted) == 1 and deleted[0] > runs[0][0],
             f"{vm}: the run command is deleted once it has run",
+        )
+
+
+def check_tls(outcome: Outcome, plan: list[list[str]], output: str, cloud_init: dict[str, str], state_dir: Path) -> None:
+    """The broker's certificate: a CA on the operator's machine, its certificate on both VMs, the
+    broker's key made on VM 1 (two run commands), no private key anywhere it could be read."""
+    tls = state_dir / "state" / "tls"
+    ca_key, ca_cert = tls / "ca.key", tls / "ca.pem"
+    outcome.check(
+        ca_key.is_file() and oct(ca_key.stat().st_mode & 0o777) == "0o600" and ca_cert.is_file(),
+        "the deployment's CA is in STATE_DIR/tls, its key mode 0600",
+    )
+    if not ca_cert.is_file():
+        return
+    texts = {vm: Path(path).read_text() for vm, path in cloud_init.items()}
+    outcome.check(
+        not any("PRIVATE KEY" in text for text in texts.values()) and "PRIVATE KEY" not in output,
+        "no private key in custom data or in the plan",
+    )
+    base = "/opt/change-of-circumstances"
+    files1 = write_files(yaml.safe_load(texts["coc-vm1"]))
+    files2 = write_files(yaml.safe_load(texts["coc-vm2"]))
+    ca = ca_cert.read_text()
+    outcome.check(
+        files1.get(f"{base}/rabbitmq/tls/ca.pem") == ca and files2.get(f"{base}/tls/ca.pem") == ca,
+        "both VMs get the CA's certificate (VM 1 serves the chain, VM 2 trusts it)",
+    )
+    outcome.check(
+        files1.get(f"{base}/rabbitmq/50-tls.conf") == (REPO_ROOT / "deploy" / "rabbitmq" / "50-tls.conf").read_text(),
+        "VM 1 gets the broker's TLS listener settings of docker-compose.yml (50-tls.conf)",
+    )
+    compose2 = files2.get(f"{base}/compose.yaml", "")
+    outcome.check(
+        f"amqps://${{CONSUMER_AMQP_USER:?}}:${{CONSUMER_AMQP_PASSWORD:?}}@${{VM1_PRIVATE_IP:?}}:5671/" in compose2
+        and "AMQP_CA_FILE: /etc/change-of-circumstances/ca.pem" in compose2
+        and "./tls/ca.pem:/etc/change-of-circumstances/ca.pem:ro" in compose2,
+        "VM 2's consumer connects with amqps:// to VM 1's private IP on 5671, trusting the CA",
+    )
+
+    def runs(vm: str, verb: str) -> list[tuple[int, dict[str, list[str]]]]:
+        return [
+            (i, options(w))
+            for i, w in enumerate(plan)
+            if command_is(w, "az", "vm", "run-command", verb)
+            and options(w).get("--vm-name") == [vm]
+            and options(w).get("--run-command-name") == ["broker-certificate"]
+        ]
+
+    created = next(i for i, w in enumerate(plan) if command_is(w, "az", "vm", "create") and options(w)["--name"] == ["coc-vm1"])
+    passwords = next(
+        (i for i, w in enumerate(plan) if command_is(w, "az", "vm", "run-command", "create") and options(w).get("--run-command-name") == ["deliver-secrets"] and options(w).get("--vm-name") == ["coc-vm1"]),
+        -1,
+    )
+    steps = runs("coc-vm1", "create")
+    actions = [next((p for p in given.get("--parameters", []) if p.startswith("ACTION=")), "") for _, given in steps]
+    outcome.check(
+        actions == ["ACTION=request", "ACTION=install"]
+        and all(created < i < passwords for i, _ in steps)
+        and all(given.get("--script", [""])[0].endswith("/vm/broker-certificate.sh") for _, given in steps)
+        and "COMMON_NAME=coc-vm1" in steps[0][1].get("--parameters", []),
+        "VM 1: a run command makes the key and its request, another installs the certificate, before the passwords start the stack",
+    )
+    deletes = runs("coc-vm1", "delete")
+    outcome.check(
+        len(deletes) == 2 and all(d > c for (d, _), (c, _) in zip(deletes, steps)),
+        "VM 1: each certificate run command is deleted once it has run",
+    )
+    outcome.check(not runs("coc-vm2", "create"), "VM 2 gets no key: it only trusts the CA")
+
+    # The signing deploy.sh does between the two steps, for real: a request of a fresh key.
+    with tempfile.TemporaryDirectory() as scratch:
+        key, request = Path(scratch) / "key.pem", Path(scratch) / "request.pem"
+        subprocess.run(
+            ["openssl", "req", "-new", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+             "-subj", "/CN=coc-vm1", "-addext", "subjectAltName=DNS:evil.example", "-keyout", str(key), "-out", str(request)],
+            check=True, capture_output=True,
+        )
+        env = {**os.environ, "STATE_DIR": str(state_dir / "state"), "HOME": str(state_dir / "home")}
+        signed = subprocess.run(
+            [str(AZURE_DIR / "sign-broker-request.sh")], input=request.read_text(), env=env,
+            capture_output=True, text=True, check=False,
+        )
+        certificate = Path(scratch) / "broker.pem"
+        certificate.write_text(signed.stdout)
+        verified = subprocess.run(
+            ["openssl", "verify", "-CAfile", str(ca_cert), "-verify_ip", VM1_PRIVATE_IP, "-purpose", "sslserver", str(certificate)],
+            capture_output=True, text=True, check=False,
+        )
+        text = subprocess.run(
+            ["openssl", "x509", "-in", str(certificate), "-noout", "-ext", "subjectAltName,basicConstraints"],
+            capture_output=True, text=True, check=False,
+        ).stdout
+        outcome.check(
+            signed.returncode == 0 and verified.returncode == 0,
+            f"sign-broker-request.sh: a server certificate for {VM1_PRIVATE_IP}, chained to the CA {verified.stdout.strip()}{signed.stderr.strip()}",
+        )
+        outcome.check(
+            f"IP Address:{VM1_PRIVATE_IP}, DNS:coc-vm1" in text and "evil.example" not in text and "CA:FALSE" in text,
+            "the CA sets the names (VM 1's IP and name), not the request; the certificate cannot sign",
         )
 
 
@@ -451,15 +562,17 @@ def scenario(name: str, root: Path, fakes: Path, extra_env: dict[str, str], *, v
     if len(cloud_init) == 2:
         check_cloud_init(outcome, cloud_init, state_dir, auth)
     check_secret_delivery(outcome, plan, stdout + stderr, state_dir, auth)
+    if len(cloud_init) == 2:
+        check_tls(outcome, plan, stdout + stderr, cloud_init, state_dir)
     check_vm_care(outcome, plan, extra_env.get("AUTO_SHUTDOWN_UTC", "1900"))
     check_demo_env(outcome, state_dir)
 
     # Re-running must reuse the secrets and the registry name: the VMs already have them.
     state = state_dir / "state"
-    before = {f: (state / f).read_text() for f in ("secrets.env", "acr-name") if (state / f).exists()}
+    before = {f: (state / f).read_text() for f in ("secrets.env", "acr-name", "tls/ca.pem") if (state / f).exists()}
     status_again, _, stderr_again, _, _ = run_dry(state_dir, fakes, extra_env)
     after = {f: (state / f).read_text() for f in before}
-    outcome.check(status_again == 0 and before == after, "a second run reuses the secrets and the registry name")
+    outcome.check(status_again == 0 and before == after, "a second run reuses the secrets, the registry name and the CA")
     if status_again != 0:
         print(stderr_again, file=sys.stderr)
     # A re-run cannot change the network layout (existing subnets and NICs stay as they are):
