@@ -5,18 +5,21 @@
 #
 #   docker compose up --build --wait && deploy/local/walkthrough.sh
 #
-# Steps: post a change and read it back with its postcode normalised; stop the consumer, post
-# five, see five ready (from the broker and from the producer's queue view), start it, see the
-# queue drain and every change applied, on port 8081 still; the pubsub profile (payments gets
-# every change, the Preston mail-shot only PR); three competing consumers (each change applied
-# once in PostgreSQL); `down` then `up` keeps the data, and leaves no volume behind. The last
-# three change the stack (they start the pubsub and competing profiles, and end with `down`
-# and `up`); WALKTHROUGH_STEPS=basic runs only the first steps.
+# Steps: what is encrypted where (the consumer's connection to the broker over TLS, the
+# producer's not; the broker's certificate verified with the consumers' CA, refused with
+# another CA of the same name); post a change and read it back with its postcode normalised;
+# stop the consumer, post five, see five ready (from the broker and from the producer's queue
+# view), start it, see the queue drain and every change applied, on port 8081 still; the
+# pubsub profile (payments gets every change, the Preston mail-shot only PR); three competing
+# consumers (each change applied once in PostgreSQL); `down` then `up` keeps the data and the
+# broker's certificate, and leaves no volume behind. The last three change the stack (they
+# start the pubsub and competing profiles, and end with `down` and `up`);
+# WALKTHROUGH_STEPS=basic runs only the first steps.
 #
 # Settings: PRODUCER_URL (http://localhost:8080), CONSUMER_URL (http://127.0.0.1:8081),
 # WAIT_SECS (90: the longest wait for any one thing), VIEW_LAG_MAX_SECS (3: how late the
-# queue view may show the queue), and .env's RABBITMQ_VHOST, QUEUE and
-# POSTGRES_DB. Needs docker compose v2, curl and python3.
+# queue view may show the queue), and .env's RABBITMQ_VHOST, QUEUE, POSTGRES_DB and the
+# AMQP users' names. Needs docker compose v2, curl and python3.
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 
@@ -114,6 +117,40 @@ psql_count() { # SQL: one number from the consumer's PostgreSQL database
   docker compose exec -T postgres psql -U postgres -d "$DATABASE" -tAc "$1"
 }
 
+# Succeeds when USER has a connection to the broker and every one of them has TLS (ssl true)
+# or has not (false), as RabbitMQ reports them; prints each one's ssl and TLS version.
+connections_have_ssl() { # user true|false
+  local connections
+  connections=$(docker compose exec -T rabbitmq rabbitmqctl -q list_connections --no-table-headers user ssl ssl_protocol |
+    awk -v user="$1" '$1 == user { print "ssl " $2 ($3 == "" ? "" : " " $3) }')
+  echo "${connections:-no connection}" | paste -sd ';' | sed 's/;/; /g'
+  [[ -n $connections ]] && ! grep -qv "^ssl $2\b" <<<"$connections"
+}
+
+# A TLS handshake with the broker's AMQP over TLS port, as a client on the compose network
+# sees it (127.0.0.1:5671 in the broker's container, host name rabbitmq), trusting only the
+# CA certificate on stdin; openssl's verdict on the broker's certificate on stdout, and its
+# status (0: verified).
+tls_handshake_trusting() {
+  docker compose exec -T rabbitmq bash -c 'cat >/tmp/walkthrough-ca.pem
+    output=$(openssl s_client -connect 127.0.0.1:5671 -verify_hostname rabbitmq -verify_return_error \
+      -CAfile /tmp/walkthrough-ca.pem </dev/null 2>&1)
+    status=$?
+    rm -f /tmp/walkthrough-ca.pem
+    verdict=$(grep -E "^Verify return code|verify error" <<<"$output" | sort -u)
+    # No verdict: no handshake (no TLS listener, say); its last words instead.
+    printf "%s\n" "${verdict:-$(tail -n 2 <<<"$output")}"
+    exit "$status"'
+}
+
+# A CA certificate of the same name as the consumers' CA, with another key: what an impostor
+# would sign with.
+impostor_ca() { # the real CA certificate on stdin
+  docker compose exec -T rabbitmq bash -c 'subject=$(openssl x509 -noout -subject -nameopt RFC2253)
+    openssl req -x509 -new -nodes -newkey ec -pkeyopt ec_paramgen_curve:P-256 -days 1 \
+      -subj "/${subject#subject=}" -keyout /dev/null 2>/dev/null'
+}
+
 # ---- the walkthrough ---------------------------------------------------------------------
 
 say "The stack is up"
@@ -121,6 +158,26 @@ for service in rabbitmq postgres producer consumer; do
   eventually "$service healthy" service_healthy "$service" >/dev/null
 done
 show "rabbitmq, postgres, producer and consumer are healthy"
+
+say "What is encrypted where: the consumer reaches the broker over TLS, the producer beside it does not"
+consumer_user=$(setting CONSUMER_AMQP_USER coc-consumer)
+producer_user=$(setting PRODUCER_AMQP_USER coc-producer)
+connections=$(eventually "$consumer_user's connections over TLS" connections_have_ssl "$consumer_user" true)
+show "rabbitmqctl list_connections: $consumer_user: $connections"
+connections=$(eventually "$producer_user's connections in plain AMQP" connections_have_ssl "$producer_user" false)
+show "rabbitmqctl list_connections: $producer_user: $connections"
+# The CA the consumers trust (AMQP_CA_FILE), read from their own volume.
+consumers_ca=$(docker compose exec -T consumer cat /etc/amqp-ca/ca.pem)
+verdict=$(tls_handshake_trusting <<<"$consumers_ca") ||
+  fail "the broker's certificate does not verify with the consumers' CA for rabbitmq:5671: $verdict"
+[[ $verdict == "Verify return code: 0 (ok)" ]] || fail "unexpected verdict with the consumers' CA: $verdict"
+show "openssl s_client rabbitmq:5671 trusting the consumers' CA: $verdict"
+impostor=$(impostor_ca <<<"$consumers_ca")
+if verdict=$(tls_handshake_trusting <<<"$impostor"); then
+  fail "the broker's certificate verified with a CA that did not sign it: $verdict"
+fi
+[[ $verdict == *"verify error"* ]] || fail "trusting another CA, the handshake failed, but not on the certificate: $verdict"
+show "trusting another CA of the same name: refused (${verdict//$'\n'/; })"
 
 say "Post a change of address: 202, and the consumer has it with the postcode normalised"
 event=$(post "C-W$RUN" "pr12he")
@@ -182,6 +239,10 @@ eventually "the mail-shot to apply C-PR$RUN" has_change http://127.0.0.1:8092 "C
 eventually "the main consumer to apply C-LA$RUN" has_change "$CONSUMER_URL" "C-LA$RUN" "$lancaster" >/dev/null
 lacks_customer http://127.0.0.1:8092 "C-LA$RUN" || fail "the Preston mail-shot got a Lancaster change"
 show "payments: both; mail-shot: C-PR$RUN only (404 for C-LA$RUN)"
+for user in "$(setting PAYMENTS_AMQP_USER payments-consumer)" "$(setting PRESTON_MAILSHOT_AMQP_USER preston-mailshot-consumer)"; do
+  connections=$(eventually "$user's connections over TLS" connections_have_ssl "$user" true)
+  show "rabbitmqctl list_connections: $user: $connections"
+done
 
 say "Competing consumers: three instances share the queue, each change applied once"
 docker compose --profile competing up -d --wait --scale consumer-extra=2 consumer-extra
@@ -189,6 +250,9 @@ docker compose --profile competing up -d --wait --scale consumer-extra=2 consume
 # every change before the others arrive.
 eventually "three consumers on $QUEUE" broker_consumers_is 3 >/dev/null
 show "rabbitmqctl list_queues: $QUEUE has 3 consumers"
+connections=$(connections_have_ssl "$consumer_user" true) ||
+  fail "an instance of the main consumer is connected without TLS: $connections"
+show "rabbitmqctl list_connections: $consumer_user, every instance: $connections"
 declare -A shared=()
 for i in $(seq 1 30); do
   shared["C-S$RUN-$i"]=$(post "C-S$RUN-$i" "PR1 2HE")
@@ -221,6 +285,11 @@ volumes_before=$(docker volume ls -q | wc -l)
 docker compose --profile '*' down
 docker compose up -d --wait
 show "$(eventually "C-W$RUN still there after down and up" has_change "$CONSUMER_URL" "C-W$RUN" "$event")"
+[[ $(docker compose exec -T consumer cat /etc/amqp-ca/ca.pem) == "$consumers_ca" ]] ||
+  fail "down and up made a new CA: $(docker compose logs --no-log-prefix broker-certificate)"
+kept=$(docker compose logs --no-log-prefix broker-certificate | grep -m 1 'kept until') ||
+  fail "broker-certificate did not keep the certificate: $(docker compose logs --no-log-prefix broker-certificate)"
+show "broker-certificate: $kept"
 volumes_after=$(docker volume ls -q | wc -l)
 ((volumes_after <= volumes_before)) || fail "down and up left $((volumes_after - volumes_before)) more volume(s): $(docker volume ls -qf dangling=true)"
 show "volumes: $volumes_before before, $volumes_after after"
