@@ -162,6 +162,7 @@ show "rabbitmq, postgres, producer and consumer are healthy"
 say "What is encrypted where: the consumer reaches the broker over TLS, the producer beside it does not"
 consumer_user=$(setting CONSUMER_AMQP_USER coc-consumer)
 producer_user=$(setting PRODUCER_AMQP_USER coc-producer)
+# (`show "$(eventually …)"` would go on after a failure: show's status is the command's.)
 connections=$(eventually "$consumer_user's connections over TLS" connections_have_ssl "$consumer_user" true)
 show "rabbitmqctl list_connections: $consumer_user: $connections"
 connections=$(eventually "$producer_user's connections in plain AMQP" connections_have_ssl "$producer_user" false)
@@ -182,7 +183,8 @@ show "trusting another CA of the same name: refused (${verdict//$'\n'/; })"
 say "Post a change of address: 202, and the consumer has it with the postcode normalised"
 event=$(post "C-W$RUN" "pr12he")
 show "202 {\"event_id\":\"$event\",\"status\":\"queued\"}"
-show "$(eventually "the consumer to apply C-W$RUN" has_change "$CONSUMER_URL" "C-W$RUN" "$event" "PR1 2HE")"
+applied=$(eventually "the consumer to apply C-W$RUN" has_change "$CONSUMER_URL" "C-W$RUN" "$event" "PR1 2HE")
+show "$applied"
 
 say "Stop the consumer and post five changes: every one is accepted"
 docker compose stop consumer
@@ -284,7 +286,8 @@ say "down, then up: the data is kept, and no volume is left behind"
 volumes_before=$(docker volume ls -q | wc -l)
 docker compose --profile '*' down
 docker compose up -d --wait
-show "$(eventually "C-W$RUN still there after down and up" has_change "$CONSUMER_URL" "C-W$RUN" "$event")"
+applied=$(eventually "C-W$RUN still there after down and up" has_change "$CONSUMER_URL" "C-W$RUN" "$event")
+show "$applied"
 [[ $(docker compose exec -T consumer cat /etc/amqp-ca/ca.pem) == "$consumers_ca" ]] ||
   fail "down and up made a new CA: $(docker compose logs --no-log-prefix broker-certificate)"
 kept=$(docker compose logs --no-log-prefix broker-certificate | grep -m 1 'kept until') ||
