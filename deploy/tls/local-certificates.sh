@@ -12,8 +12,9 @@
 # The CA is a throw-away one: its key signs this one certificate and is deleted, since on one
 # machine there is nothing else to sign. A renewal (or a certificate that no longer matches its
 # key, its CA or the names below) makes a new CA too; the broker and the consumers read the
-# new files at their next start, which a `docker compose up` after this job is. Names: every
-# broker node's on the compose network, and localhost for a client on the broker's own host.
+# new files when they next start: compose runs this job at every `up` and `start`, but does
+# not restart what already runs (the job says so). Names: every broker node's on the compose
+# network, and localhost for a client on the broker's own host.
 set -euo pipefail
 # shellcheck source=certificates.sh
 source "$(dirname "$0")/certificates.sh"
@@ -73,8 +74,14 @@ chmod 0755 "$TLS_DIR" "$CA_DIR"
 reason=$(reason_to_replace)
 if [[ -n $reason ]]; then
   echo "Broker certificate: making a new one and a new CA to sign it ($reason)."
+  [[ -s $TLS_DIR/broker.pem ]] && replacing=1 || replacing=''
   make_new_certificate
   echo "Broker certificate written, for $NAMES, until $(end_date); its CA's key is deleted."
+  # compose runs this job at every `up` and `start`, without restarting what already runs.
+  if [[ -n $replacing ]]; then
+    echo "A broker or consumer already running reads the new files only when it starts again:" \
+      "docker compose restart."
+  fi
 else
   echo "Broker certificate kept until $(end_date); renewed at the first start in its last $BROKER_CERTIFICATE_RENEW_DAYS days."
 fi
