@@ -24,7 +24,9 @@
 # BENCH_BACKLOG (20000), BENCH_ROUNDS (1; more alternate the order and report medians),
 # BENCH_QUIET_CORES (0.3), BENCH_QUIET_WAIT_SECS (120), BENCH_LAZY_QUEUES (1; see below),
 # QUEUE_TYPE (classic, as every earlier recorded run; quorum measures the services' default),
-# AMQP_ADDR (guest@127.0.0.1:5672), RABBITMQCTL (rabbitmqctl: for its version).
+# AMQP_ADDR (guest@127.0.0.1:5672), RABBITMQCTL (rabbitmqctl: for its version),
+# BENCH_PARTS (all; `drain` runs (e) and (f) only, `http` (a) to (d) only), PREFETCH (the
+# consumer's default; raw-drain uses the same).
 #
 # On the RabbitMQ 4 node of e2e/scripts/rabbitmq4.sh, classic then quorum:
 #   eval "$(e2e/scripts/rabbitmq4.sh env)"; export RABBITMQCTL="$TEST_RABBITMQCTL"
@@ -42,6 +44,10 @@ BACKLOG=${BENCH_BACKLOG:-20000}
 ROUNDS=${BENCH_ROUNDS:-1}
 QUIET_CORES=${BENCH_QUIET_CORES:-0.3}
 QUIET_WAIT=${BENCH_QUIET_WAIT_SECS:-120}
+PARTS=${BENCH_PARTS:-all}
+[[ $PARTS =~ ^(all|drain|http)$ ]] || { echo "BENCH_PARTS must be all, drain or http" >&2; exit 2; }
+runs_http() { [[ $PARTS != drain ]]; }
+runs_drain() { [[ $PARTS != http ]]; }
 BODY='{"customer_id":"C-1001","new_address":{"line1":"1 Fishergate","line2":"Flat 2","town":"Preston","postcode":"PR1 2HE","country":"GB"},"effective_date":"2026-12-01"}'
 
 RUN_ID="bench.$(date -u +%Y%m%dT%H%M%S).$$"
@@ -322,26 +328,16 @@ for ((round = 1; round <= ROUNDS; round++)); do
     ((ROUNDS > 1)) && log "round $round of $ROUNDS"
     # Every other round runs the ceiling first, so a drift in the machine's speed evens out.
     if ((round % 2)); then
-        run_producer
-        run_bare
-        run_minimal
-        run_node
-        run_consumer_drain sqlite
-        run_postgres_drain
-        run_raw_drain
+        if runs_http; then run_producer; run_bare; run_minimal; run_node; fi
+        if runs_drain; then run_consumer_drain sqlite; run_postgres_drain; run_raw_drain; fi
     else
-        run_node
-        run_minimal
-        run_bare
-        run_producer
-        run_raw_drain
-        run_postgres_drain
-        run_consumer_drain sqlite
+        if runs_http; then run_node; run_minimal; run_bare; run_producer; fi
+        if runs_drain; then run_raw_drain; run_postgres_drain; run_consumer_drain sqlite; fi
     fi
 done
 
 # ---- results ------------------------------------------------------------------------------
-median() { printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+median() { (($#)) || { echo 0; return; }; printf '%s\n' "$@" | sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (b > 0) ? a / b : 0 }'; }
 verdict() { awk -v v="$1" -v t="$2" -v op="$3" 'BEGIN { ok = (op == ">=") ? v >= t : v <= t; print ok ? "PASS" : "MISS" }'; }
 # A ratio compares two runs of the same round, back to back, so that a drift in the
@@ -395,16 +391,20 @@ mkdir -p bench/results
     printf '| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |\n'
     printf '%s\n' "${ROWS[@]}"
     printf '\n| target%s | measured | result |\n| --- | --- | --- |\n' "$of_rounds"
+    if runs_http; then
     printf '| producer >= 0.9x minimal-publisher | %sx%s | %s |\n' "$MINIMAL_RATIO" "$minimal_rounds" "$(verdict "$MINIMAL_RATIO" 0.9 '>=')"
     printf '| producer p99 <= 1.3x minimal-publisher p99 | %sx%s | %s |\n' "$P99_RATIO" "$p99_rounds" "$(verdict "$P99_RATIO" 1.3 '<=')"
-    if [[ -n $NODE_PEER ]]; then
+    fi
+    if runs_http && [[ -n $NODE_PEER ]]; then
         NODE_RATIO=$(printf '%.2f' "$(median "${NODE_RATIOS[@]}")")
         printf '| producer >= 2.5x node-peer | %sx%s | %s |\n' "$NODE_RATIO" "$node_rounds" "$(verdict "$NODE_RATIO" 2.5 '>=')"
     fi
+    if runs_http; then
     printf '| producer >= 0.9x bare-publisher (same contract) | %sx%s | %s |\n' "$PRODUCER_RATIO" "$producer_rounds" "$(verdict "$PRODUCER_RATIO" 0.9 '>=')"
     printf '| producer p99 <= 15 ms | %s ms | %s |\n' "$PRODUCER_P99" "$(verdict "$PRODUCER_P99" 15 '<=')"
-    printf '| consumer drain >= 0.9x raw-drain (SQLite) | %sx%s | %s |\n' "$DRAIN_RATIO" "$drain_rounds" "$DRAIN_VERDICT"
-    if [[ -n $POSTGRES_DB ]]; then
+    fi
+    runs_drain && printf '| consumer drain >= 0.9x raw-drain (SQLite) | %sx%s | %s |\n' "$DRAIN_RATIO" "$drain_rounds" "$DRAIN_VERDICT"
+    if runs_drain && [[ -n $POSTGRES_DB ]]; then
         POSTGRES_RATIO=$(printf '%.2f' "$(median "${POSTGRES_RATIOS[@]}")")
         postgres_verdict=$(verdict "$POSTGRES_RATIO" 0.7 '>=')
         [[ $DRAIN_COMPLETE == true ]] || postgres_verdict="MISS (not every message was applied)"
