@@ -384,7 +384,7 @@ mkdir -p bench/results
     printf -- '- Machine: %s.\n' "$MACHINE"
     printf -- '- Code: %s.\n' "$TREE"
     printf -- '- HTTP: %s s per run after a %s s warm-up, %s connections, oha, the request body of README. Drain: a %s-message backlog, PREFETCH %s (consumer and raw-drain alike), SQLite in a temporary directory (and PostgreSQL, a database of the run, when one answers). Services with RUST_LOG=warn, otherwise their defaults. QUEUE_TYPE=%s; classic queues: %s.\n' \
-        "$DURATION" "$WARMUP" "$CONNECTIONS" "$BACKLOG" "${PREFETCH:-32}" "$QUEUE_TYPE" "$QUEUE_MODE"
+        "$DURATION" "$WARMUP" "$CONNECTIONS" "$BACKLOG" "${PREFETCH:-128}" "$QUEUE_TYPE" "$QUEUE_MODE"
     printf -- '- Peers: minimal-publisher and node-peer (%s) publish to a durable queue of their own through the default exchange; bare-publisher and the producer to the topic exchange with its alternate exchange, into a queue with x-max-length.\n' "${NODE_PEER:-not run}"
     printf -- '- CPU columns: cores used during the measured phase, out of %s shared by the load tool, the broker and the service; "other" is everything else the machine ran meanwhile.\n\n' "$CORES"
     printf '| run | rate | p50 ms | p99 ms | not 202 | service CPU | broker CPU | load tool CPU | other CPU | idle |\n'

@@ -25,7 +25,7 @@ struct Args {
     #[arg(long)]
     count: u64,
     /// Unacknowledged messages the broker sends ahead; the consumer's default.
-    #[arg(long, env = "PREFETCH", default_value_t = 32)]
+    #[arg(long, env = "PREFETCH", default_value_t = 128)]
     prefetch: u16,
     /// Give up (exit 1) if the count is not reached by then.
     #[arg(long, default_value_t = 600)]
