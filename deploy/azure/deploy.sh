@@ -174,7 +174,8 @@ load_or_create_secrets() {
 }
 
 # The private CA of this deployment, made once and kept in STATE_DIR/tls: it signs the broker's
-# certificate (issue_broker_certificate), and the consumer on VM 2 trusts it and nothing else.
+# certificate (issue_broker_certificate), and the consumer on VM 2 trusts it (besides the
+# system's CAs, none of which may certify a private address).
 # Its certificate is public and goes into both VMs' custom data; its key never leaves this
 # machine.
 load_or_create_ca() {
@@ -183,7 +184,8 @@ load_or_create_ca() {
     note "reusing it (valid until $(openssl x509 -in "$STATE_DIR/tls/ca.pem" -noout -enddate | cut -d= -f2))"
     return
   fi
-  make_ca "$STATE_DIR/tls" "change-of-circumstances $RESOURCE_GROUP CA"
+  make_ca "$STATE_DIR/tls" "change-of-circumstances $RESOURCE_GROUP CA" ||
+    die "openssl could not make the CA in $STATE_DIR/tls (OpenSSL 1.1.1 or later is needed; this is $(openssl version))"
   note "made a new CA, valid for $CA_DAYS days"
 }
 
@@ -498,27 +500,42 @@ grant_registry_access() {
   grant_acr_pull "$VM2_NAME"
 }
 
-# ---------------------------------------------------------------------------- TLS
+# ---------------------------------------------------------------------------- run commands on the VMs
 
-readonly CERTIFICATE_RUN_COMMAND=broker-certificate
-
-# Runs vm/broker-certificate.sh on VM 1 with `az vm run-command create`, waits for it, and
-# sets VM1_ANSWER to what it printed; the run command is deleted afterwards. Exits if the
-# script failed.
-broker_certificate_on_vm1() { # parameter... (shown as given: none is secret)
-  run az vm run-command create --resource-group "$RESOURCE_GROUP" --vm-name "$VM1_NAME" \
-    --run-command-name "$CERTIFICATE_RUN_COMMAND" --script "@$AZURE_DIR/vm/broker-certificate.sh" \
-    --parameters "$@" --async-execution false --timeout-in-seconds 1800 --output none
-  local state
-  state=$(read_az Succeeded vm run-command show --resource-group "$RESOURCE_GROUP" --vm-name "$VM1_NAME" \
-    --run-command-name "$CERTIFICATE_RUN_COMMAND" --instance-view --query instanceView.executionState --output tsv)
-  [[ $state == Succeeded ]] ||
-    die "vm/broker-certificate.sh failed on $VM1_NAME ($state); its output: az vm run-command show --resource-group $RESOURCE_GROUP --vm-name $VM1_NAME --run-command-name $CERTIFICATE_RUN_COMMAND --instance-view"
-  VM1_ANSWER=$(read_az '<its output>' vm run-command show --resource-group "$RESOURCE_GROUP" --vm-name "$VM1_NAME" \
-    --run-command-name "$CERTIFICATE_RUN_COMMAND" --instance-view --query instanceView.output --output tsv)
-  run az vm run-command delete --resource-group "$RESOURCE_GROUP" --vm-name "$VM1_NAME" \
-    --run-command-name "$CERTIFICATE_RUN_COMMAND" --yes --output none
+# Runs vm/NAME.sh on VM with `az vm run-command create` (a run command of that name) and waits
+# for it; sets RUN_OUTPUT to what the script printed. PARAMETERS are plain, shown in the plan;
+# each of PROTECTED_NAMES (variables of this script: passwords) is a protected parameter,
+# encrypted on its way to the VM, never returned by the API and shown in the plan as <NAME>.
+# The run command is deleted afterwards, so its settings do not stay on the VM's model. A
+# run command "succeeds" once the script has run, whatever its exit code: its state is asked,
+# and a failure stops deploy.sh, saying where to read the script's output.
+run_on_vm() { # vm name "protected-name..." parameter...
+  local vm=$1 name=$2 protected secret given=() shown=()
+  read -r -a protected <<<"$3"
+  shift 3
+  for secret in "${protected[@]}"; do
+    given+=("$secret=${!secret}")
+    shown+=("$secret=<$secret>")
+  done
+  local args=(vm run-command create --resource-group "$RESOURCE_GROUP" --vm-name "$vm"
+    --run-command-name "$name" --script "@$AZURE_DIR/vm/$name.sh"
+    --parameters "$@" --async-execution false --timeout-in-seconds 1800 --output none)
+  if ((${#protected[@]})); then
+    printf '+ %s\n' "$(quote_command az "${args[@]}" --protected-parameters "${shown[@]}")"
+    is_dry_run || az "${args[@]}" --protected-parameters "${given[@]}"
+  else
+    run az "${args[@]}"
+  fi
+  local show=(vm run-command show --resource-group "$RESOURCE_GROUP" --vm-name "$vm"
+    --run-command-name "$name" --instance-view) state
+  state=$(read_az Succeeded "${show[@]}" --query instanceView.executionState --output tsv)
+  [[ $state == Succeeded ]] || die "vm/$name.sh failed on $vm ($state); its output: $(quote_command az "${show[@]}")"
+  RUN_OUTPUT=$(read_az '<its output>' "${show[@]}" --query instanceView.output --output tsv)
+  run az vm run-command delete --resource-group "$RESOURCE_GROUP" --vm-name "$vm" \
+    --run-command-name "$name" --yes --output none
 }
+
+# ---------------------------------------------------------------------------- TLS
 
 # The broker's certificate, without its key ever leaving VM 1: VM 1 makes the key and a
 # request (vm/broker-certificate.sh ACTION=request), this machine's CA signs it for VM 1's
@@ -529,10 +546,10 @@ issue_broker_certificate() {
   step "TLS: the broker's certificate (its key is made on $VM1_NAME and never leaves it)"
   local certificate renew=0
   is_true "$RENEW_BROKER_CERTIFICATE" && renew=1
-  broker_certificate_on_vm1 ACTION=request "COMMON_NAME=$VM1_NAME" "RENEW=$renew" \
+  run_on_vm "$VM1_NAME" broker-certificate "" ACTION=request "COMMON_NAME=$VM1_NAME" "RENEW=$renew" \
     "RENEW_DAYS=$BROKER_CERTIFICATE_RENEW_DAYS"
-  if [[ $VM1_ANSWER == "not due: "* ]]; then
-    note "the certificate on $VM1_NAME is kept: valid until ${VM1_ANSWER#not due: } (RENEW_BROKER_CERTIFICATE=1 renews it now)"
+  if [[ $RUN_OUTPUT == "not due: "* ]]; then
+    note "the certificate on $VM1_NAME is kept: valid until ${RUN_OUTPUT#not due: } (RENEW_BROKER_CERTIFICATE=1 renews it now)"
     return
   fi
   if is_dry_run; then
@@ -540,46 +557,25 @@ issue_broker_certificate() {
     certificate='<BROKER_CERTIFICATE>'
   else
     # One line each way (base64 of the PEM): the run command's output and parameters keep it whole.
-    certificate=$(sed -n 's/^request: //p' <<<"$VM1_ANSWER" | base64 -d |
+    if ! certificate=$(sed -n 's/^request: //p' <<<"$RUN_OUTPUT" | base64 -d |
       STATE_DIR=$STATE_DIR VM1_NAME=$VM1_NAME VM1_PRIVATE_IP=$VM1_PRIVATE_IP "$AZURE_DIR/sign-broker-request.sh" |
-      base64 | tr -d '\n')
-    [[ -n $certificate ]] || die "no certificate request from $VM1_NAME: $VM1_ANSWER"
+      base64 | tr -d '\n') || [[ -z $certificate ]]; then
+      die "could not sign $VM1_NAME's certificate request; it answered: $RUN_OUTPUT"
+    fi
   fi
-  broker_certificate_on_vm1 ACTION=install "BROKER_CERTIFICATE=$certificate"
+  run_on_vm "$VM1_NAME" broker-certificate "" ACTION=install "BROKER_CERTIFICATE=$certificate"
   note "signed for $(broker_certificate_names), valid for $BROKER_CERTIFICATE_DAYS days"
 }
 
 # ---------------------------------------------------------------------------- passwords
 
-readonly DELIVERY=deliver-secrets
-
-# Runs vm/deliver-secrets.sh on a VM with `az vm run-command create`, each password a
-# protected parameter (an environment variable of the script, encrypted on its way, never
-# returned by the API), and waits for it: the script waits for cloud-init, writes the
-# passwords into the VM's .env (or registry.env) and starts the stack. The plan shows each
-# value as <NAME>, never the value. The run command is deleted afterwards, so its settings do
-# not stay on the VM's model.
+# Each VM's passwords, by vm/deliver-secrets.sh as protected parameters (deploy/README.md,
+# "Where the passwords live"): the script waits for cloud-init, writes them into the VM's .env
+# (or registry.env) and starts the stack.
 deliver_secrets_to() { # vm secret-name...
-  local vm=$1 name given=() shown=()
+  local vm=$1
   shift
-  for name in "$@"; do
-    given+=("$name=${!name}")
-    shown+=("$name=<$name>")
-  done
-  local args=(vm run-command create --resource-group "$RESOURCE_GROUP" --vm-name "$vm"
-    --run-command-name "$DELIVERY" --script "@$AZURE_DIR/vm/deliver-secrets.sh"
-    --parameters "SECRET_NAMES=$*" --async-execution false --timeout-in-seconds 1800 --output none)
-  printf '+ %s\n' "$(quote_command az "${args[@]}" --protected-parameters "${shown[@]}")"
-  is_dry_run || az "${args[@]}" --protected-parameters "${given[@]}"
-  # The run command "succeeds" once the script has run, whatever its exit code: ask.
-  local state
-  state=$(read_az Succeeded vm run-command show --resource-group "$RESOURCE_GROUP" --vm-name "$vm" \
-    --run-command-name "$DELIVERY" --instance-view --query instanceView.executionState --output tsv)
-  if [[ $state != Succeeded ]]; then
-    die "the passwords did not reach $vm ($state); the script's output: az vm run-command show --resource-group $RESOURCE_GROUP --vm-name $vm --run-command-name $DELIVERY --instance-view"
-  fi
-  run az vm run-command delete --resource-group "$RESOURCE_GROUP" --vm-name "$vm" \
-    --run-command-name "$DELIVERY" --yes --output none
+  run_on_vm "$vm" deliver-secrets "$*" "SECRET_NAMES=$*"
 }
 
 deliver_secrets() {

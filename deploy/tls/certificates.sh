@@ -47,18 +47,11 @@ key_and_request() { # key common-name
 # subjectAltName entries, e.g. "IP:10.20.1.10,DNS:coc-vm1"), on stdout: a server certificate
 # only (it cannot sign, and clients would refuse it as a client's).
 sign_request() { # ca-dir names
-  local request serial
-  request=$(mktemp)
-  cat >"$request"
-  serial=0x$(openssl rand -hex 16)
-  openssl x509 -req -in "$request" -CA "$1/ca.pem" -CAkey "$1/ca.key" -set_serial "$serial" \
+  openssl x509 -req -CA "$1/ca.pem" -CAkey "$1/ca.key" -set_serial "0x$(openssl rand -hex 16)" \
     -sha256 -days "$BROKER_CERTIFICATE_DAYS" \
     -extfile <(printf '%s\n' "basicConstraints=critical,CA:FALSE" \
       "keyUsage=critical,digitalSignature" "extendedKeyUsage=serverAuth" "subjectAltName=$2") \
     2>/dev/null
-  local status=$?
-  rm -f "$request"
-  return "$status"
 }
 
 # True if CERT is missing, unreadable, or ends within BROKER_CERTIFICATE_RENEW_DAYS.

@@ -37,7 +37,10 @@ fi
 
 request() {
   local renew_days=${RENEW_DAYS:-30}
+  # Kept only if it is for this key, from the CA cloud-init wrote (a replaced CA gets a new
+  # one), and not within RENEW_DAYS of its end.
   if [[ ${RENEW:-0} != 1 && -s $CERT ]] && matches_key "$CERT" &&
+    openssl verify -CAfile "$CA" "$CERT" >/dev/null 2>&1 &&
     openssl x509 -in "$CERT" -noout -checkend $((renew_days * 86400)) >/dev/null; then
     echo "not due: $(openssl x509 -in "$CERT" -noout -enddate | cut -d= -f2)"
     return
@@ -51,7 +54,9 @@ request() {
     )
   fi
   # One line (base64 of the PEM), which the run command's output keeps whole.
-  echo "request: $(openssl req -new -sha256 -key "$KEY" -subj "/CN=${COMMON_NAME:?COMMON_NAME names the broker}" | base64 | tr -d '\n')"
+  local request
+  request=$(openssl req -new -sha256 -key "$KEY" -subj "/CN=${COMMON_NAME:?COMMON_NAME names the broker}")
+  echo "request: $(base64 <<<"$request" | tr -d '\n')"
 }
 
 public_key_of() { # certificate
