@@ -7,7 +7,7 @@ use crate::{
     outcome::{SettleError, Settled, Settler, original_routing_key},
     store::Store,
 };
-use futures_util::{FutureExt, Stream, StreamExt};
+use futures_util::{Stream, StreamExt};
 use lapin::{
     Channel, Connection, Consumer,
     message::Delivery,
@@ -26,7 +26,7 @@ use std::{
     sync::Arc,
     time::{Duration, Instant},
 };
-use tokio::sync::watch;
+use tokio::sync::{mpsc, watch};
 use tokio_util::sync::CancellationToken;
 
 /// What the worker needs to run.
@@ -168,6 +168,15 @@ async fn subscribe(
     Ok((channel, consumer, settler))
 }
 
+/// Consumes until stopped or lost, in three stages that run at once in this task: receiving
+/// deliveries, applying them in batches (one commit each), and settling each batch with
+/// the broker. So while the database commits one batch (for SQLite, a flush to disk), the
+/// previous batch is being acked and the next one's deliveries are arriving: the store is
+/// never left waiting on the broker, nor the broker on the store. Every guarantee of the
+/// serial loop holds: a delivery is settled only after its batch is committed, batches are
+/// settled in the order they were taken (a `multiple` ack covers earlier ones only), and
+/// the store's record of applied ids makes a redelivery of a committed, unsettled batch a
+/// no-op.
 async fn consume(
     consumer: &mut Consumer,
     events: &mut (impl Stream<Item = ConnectionEvent> + Unpin),
@@ -176,84 +185,153 @@ async fn consume(
     max_batch: usize,
     stop: &CancellationToken,
 ) -> Ended {
+    // Cancelled when shutdown is asked for or any stage ends: no new batch starts after it,
+    // but the one being applied is still committed and settled.
+    let halt = stop.child_token();
+    // Unbounded, but never holds more than the prefetch window: the broker sends no more.
+    let (arrived, arrivals) = mpsc::unbounded_channel();
+    let (committed, commits) = mpsc::channel(1);
+    let (received, (), settled) = tokio::join!(
+        receive(consumer, events, arrived, &halt),
+        apply_batches(store, arrivals, max_batch, committed, &halt),
+        settle_batches(settler, commits, &halt),
+    );
+    match (received, settled) {
+        // The broker went first: its reason is the cause, a settle failing after it is not.
+        (Some(reason), _) => Ended::Lost(reason),
+        (None, Err(error)) => Ended::Lost(error.into()),
+        // Receiving was halted: by shutdown, or by another stage that ended.
+        (None, Ok(())) if stop.is_cancelled() => Ended::Stopped,
+        (None, Ok(())) => Ended::Lost(Lost::Closed),
+    }
+}
+
+/// Stage 1: passes each delivery on as it arrives. Ends when the connection, the channel or
+/// the subscription ends, saying why, or when halted (`None`).
+async fn receive(
+    consumer: &mut Consumer,
+    events: &mut (impl Stream<Item = ConnectionEvent> + Unpin),
+    arrived: mpsc::UnboundedSender<Delivery>,
+    halt: &CancellationToken,
+) -> Option<Lost> {
+    let _halt_the_others = halt.clone().drop_guard();
     loop {
-        let first = tokio::select! {
+        let delivery = tokio::select! {
             biased;
-            () = stop.cancelled() => return Ended::Stopped,
+            () = halt.cancelled() => return None,
             event = events.next() => match event {
-                Some(ConnectionEvent::Lost(error)) => return Ended::Lost(Lost::Connection(error)),
-                None => return Ended::Lost(Lost::Closed),
+                Some(ConnectionEvent::Lost(error)) => return Some(Lost::Connection(error)),
+                None => return Some(Lost::Closed),
                 Some(_) => continue,
             },
             delivery = consumer.next() => delivery,
         };
-        let first = match first {
-            Some(Ok(delivery)) => delivery,
-            Some(Err(error)) => return Ended::Lost(Lost::Delivery(error)),
-            None => return Ended::Lost(Lost::Cancelled),
-        };
-        // Whatever else has already arrived joins the batch; nothing waits for more.
-        let mut batch = vec![first];
-        let mut interrupted = None;
-        while batch.len() < max_batch {
-            match consumer.next().now_or_never() {
-                Some(Some(Ok(delivery))) => batch.push(delivery),
-                Some(Some(Err(error))) => {
-                    interrupted = Some(Lost::Delivery(error));
-                    break;
+        match delivery {
+            Some(Ok(delivery)) => {
+                if arrived.send(delivery).is_err() {
+                    return None;
                 }
-                Some(None) => {
-                    interrupted = Some(Lost::Cancelled);
-                    break;
-                }
-                None => break,
             }
-        }
-        if let Err(error) = process_batch(store, settler, &batch).await {
-            return Ended::Lost(error.into());
-        }
-        if let Some(reason) = interrupted {
-            return Ended::Lost(reason);
+            Some(Err(error)) => return Some(Lost::Delivery(error)),
+            None => return Some(Lost::Cancelled),
         }
     }
 }
 
-/// Processes a batch and settles each delivery in order. A delivery that cannot be settled
-/// (the broker went away) ends the subscription: it and the rest of the batch stay unacked
-/// (what was settled before it is acked if the broker still allows) and come back, and the
-/// store's record of applied ids makes the second pass a no-op.
-async fn process_batch(
-    store: &Store,
-    settler: &Settler,
-    batch: &[Delivery],
-) -> Result<(), SettleError> {
-    metrics::counter!(metric::DELIVERIES_RECEIVED).increment(batch.len() as u64);
+/// A batch whose changes are committed (or found unappliable), on its way to the broker.
+struct Committed {
+    deliveries: Vec<Delivery>,
+    results: Vec<handler::Processed>,
+    /// Seconds the batch took to process, recorded for each of its messages.
+    took: f64,
+}
 
-    let started = Instant::now();
-    let bodies: Vec<&[u8]> = batch
-        .iter()
-        .map(|delivery| delivery.data.as_slice())
-        .collect();
-    let results = handler::process(store, &bodies).await;
-    let took = started.elapsed().as_secs_f64();
+/// Stage 2: takes whatever has arrived (at most `max_batch`; nothing waits for more),
+/// applies it in one transaction and hands it on to be settled, then takes the next.
+async fn apply_batches(
+    store: &Store,
+    mut arrivals: mpsc::UnboundedReceiver<Delivery>,
+    max_batch: usize,
+    committed: mpsc::Sender<Committed>,
+    halt: &CancellationToken,
+) {
+    let _halt_the_others = halt.clone().drop_guard();
+    loop {
+        let first = tokio::select! {
+            biased;
+            () = halt.cancelled() => return,
+            first = arrivals.recv() => match first {
+                Some(delivery) => delivery,
+                None => return,
+            },
+        };
+        let mut deliveries = vec![first];
+        while deliveries.len() < max_batch {
+            match arrivals.try_recv() {
+                Ok(delivery) => deliveries.push(delivery),
+                Err(_) => break,
+            }
+        }
+        metrics::counter!(metric::DELIVERIES_RECEIVED).increment(deliveries.len() as u64);
+        let started = Instant::now();
+        let bodies: Vec<&[u8]> = deliveries
+            .iter()
+            .map(|delivery| delivery.data.as_slice())
+            .collect();
+        let results = handler::process(store, &bodies).await;
+        let took = started.elapsed().as_secs_f64();
+        let batch = Committed {
+            deliveries,
+            results,
+            took,
+        };
+        if committed.send(batch).await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Stage 3: settles each committed batch in order. A delivery that cannot be settled (the
+/// broker went away) ends the subscription: it and the rest of its batch, and any batch
+/// committed after it, stay unacked (what was settled before it is acked if the broker
+/// still allows) and come back, and the store's record of applied ids makes the second
+/// pass a no-op. Otherwise it settles every batch it is handed, also after shutdown began.
+async fn settle_batches(
+    settler: &Settler,
+    mut commits: mpsc::Receiver<Committed>,
+    halt: &CancellationToken,
+) -> Result<(), SettleError> {
+    while let Some(batch) = commits.recv().await {
+        if let Err(error) = settle_batch(settler, batch).await {
+            tracing::warn!(%error, "Could not settle a batch; its deliveries will be redelivered.");
+            halt.cancel();
+            return Err(error);
+        }
+    }
+    Ok(())
+}
+
+/// Settles one committed batch, then counts and logs its messages.
+async fn settle_batch(settler: &Settler, batch: Committed) -> Result<(), SettleError> {
+    let Committed {
+        deliveries,
+        results,
+        took,
+    } = batch;
     let (events, outcomes): (Vec<_>, Vec<_>) = results
         .into_iter()
         .map(|processed| (processed.event, processed.outcome))
         .unzip();
-    let settled = match settler.settle_batch(batch.iter().zip(outcomes)).await {
-        Ok(settled) => settled,
-        Err(error) => {
-            tracing::warn!(%error, batch = batch.len(), "Could not settle a batch; its deliveries will be redelivered.");
-            return Err(error);
-        }
-    };
+    let settled = settler
+        .settle_batch(deliveries.iter().zip(outcomes))
+        .await?;
     // One lookup of each metric a batch, not one a message.
     let duration = metrics::histogram!(metric::PROCESSING_DURATION);
     for _ in &settled {
         duration.record(took);
     }
     count(&settled);
-    for ((delivery, event), settled) in batch.iter().zip(&events).zip(&settled) {
+    for ((delivery, event), settled) in deliveries.iter().zip(&events).zip(&settled) {
         // The producer's trace continues here: this message's log line carries its trace id.
         let trace = EventMessage::trace_context_of(&delivery.properties)
             .map_or_else(TraceContext::new_root, |parent| parent.child());
