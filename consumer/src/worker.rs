@@ -35,7 +35,8 @@ pub struct WorkerSettings {
     pub broker: BrokerAddress,
     pub topology: Topology,
     /// Most unacknowledged messages the broker sends ahead. A batch is at most half of it
-    /// (rounded up), so that the broker sends the next half while one is being committed.
+    /// (rounded up), so that one half can be committed while the other is acked and the
+    /// broker sends what replaces it.
     pub prefetch: u16,
     /// Deliveries before a passing failure is given up on and dead-lettered.
     pub max_attempts: u32,
@@ -65,6 +66,8 @@ enum Lost {
     Cancelled,
     #[error("a delivery could not be settled: {0}")]
     Settle(#[from] SettleError),
+    #[error("the consume loop stopped without a reason")]
+    Halted,
 }
 
 /// Runs until `stop` is cancelled. In-flight messages are processed and settled before it
@@ -109,8 +112,8 @@ pub async fn run(
             &mut events,
             &store,
             &settler,
-            // Half the window: while one half is being committed, the broker is already
-            // sending the next, instead of waiting for the whole window's ack.
+            // Half the window: while one half is being committed, the other is acked and
+            // replaced, instead of the whole window waiting for one ack.
             usize::from(settings.prefetch.div_ceil(2)),
             &stop,
         )
@@ -171,8 +174,8 @@ async fn subscribe(
 /// Consumes until stopped or lost, in three stages that run at once in this task: receiving
 /// deliveries, applying them in batches (one commit each), and settling each batch with
 /// the broker. So while the database commits one batch (for SQLite, a flush to disk), the
-/// previous batch is being acked and the next one's deliveries are arriving: the store is
-/// never left waiting on the broker, nor the broker on the store. Every guarantee of the
+/// previous batch is being acked and the deliveries that replace it are arriving, instead
+/// of the store waiting for each ack and the next deliveries in turn. Every guarantee of the
 /// serial loop holds: a delivery is settled only after its batch is committed, batches are
 /// settled in the order they were taken (a `multiple` ack covers earlier ones only), and
 /// the store's record of applied ids makes a redelivery of a committed, unsettled batch a
@@ -200,9 +203,10 @@ async fn consume(
         // The broker went first: its reason is the cause, a settle failing after it is not.
         (Some(reason), _) => Ended::Lost(reason),
         (None, Err(error)) => Ended::Lost(error.into()),
-        // Receiving was halted: by shutdown, or by another stage that ended.
         (None, Ok(())) if stop.is_cancelled() => Ended::Stopped,
-        (None, Ok(())) => Ended::Lost(Lost::Closed),
+        // Not expected (only shutdown or a failed settle halts receiving); subscribing
+        // again is the safe answer.
+        (None, Ok(())) => Ended::Lost(Lost::Halted),
     }
 }
 
@@ -292,18 +296,20 @@ async fn apply_batches(
 }
 
 /// Stage 3: settles each committed batch in order. A delivery that cannot be settled (the
-/// broker went away) ends the subscription: it and the rest of its batch, and any batch
-/// committed after it, stay unacked (what was settled before it is acked if the broker
-/// still allows) and come back, and the store's record of applied ids makes the second
-/// pass a no-op. Otherwise it settles every batch it is handed, also after shutdown began.
+/// broker went away, or refused to take a copy set aside) ends the subscription: it and
+/// the rest of its batch, and any batch committed after it, stay unacked (what was settled
+/// before it is acked if the broker still allows) and come back; the changes among them
+/// that were committed are found applied and acked, the rest is decided again. Otherwise
+/// it settles every batch it is handed, also after shutdown began.
 async fn settle_batches(
     settler: &Settler,
     mut commits: mpsc::Receiver<Committed>,
     halt: &CancellationToken,
 ) -> Result<(), SettleError> {
     while let Some(batch) = commits.recv().await {
+        let size = batch.deliveries.len();
         if let Err(error) = settle_batch(settler, batch).await {
-            tracing::warn!(%error, "Could not settle a batch; its deliveries will be redelivered.");
+            tracing::warn!(%error, batch = size, "Could not settle a batch; its deliveries will be redelivered.");
             halt.cancel();
             return Err(error);
         }
