@@ -165,7 +165,7 @@ async fn main() -> anyhow::Result<()> {
         let broker_us = median(measures.iter().map(|m| m.broker_us));
         println!("| {} | {rate:.0} | {broker_us:.1} µs |", row.name);
     }
-    let _ = connection.close(200, "price-contract done".into()).await;
+    shared::amqp::close(&connection, "price-contract done").await;
     Ok(())
 }
 

@@ -78,10 +78,6 @@ async fn main() -> anyhow::Result<()> {
     channel
         .basic_cancel(deliveries.tag(), BasicCancelOptions::default())
         .await?;
-    let _ = tokio::time::timeout(
-        Duration::from_secs(5),
-        connection.close(200, "raw-drain done".into()),
-    )
-    .await;
+    shared::amqp::close(&connection, "raw-drain done").await;
     Ok(())
 }
