@@ -2,7 +2,7 @@
 
 use crate::{
     outcome::{Outcome, Transient, Unappliable},
-    store::{Applied, Change, Store},
+    store::{Applied, Store},
 };
 use shared::{domain::CustomerId, event::AddressChanged, sync_api::RecordedAs};
 use std::sync::Arc;
@@ -16,24 +16,16 @@ pub struct Processed {
     pub event: Option<(Uuid, CustomerId)>,
 }
 
-/// A message body read as a change to apply, or why it could not be. The consume loop
-/// decodes each delivery as it arrives, so that decoding (and writing the envelope that is
-/// recorded) for the next batch happens while the database works on this one instead of
-/// after it.
-pub type Decoded = Result<Change, String>;
-
-pub fn decode(body: &[u8]) -> Decoded {
-    AddressChanged::from_json(body)
-        .map(Change::new)
-        .map_err(|error| error.to_string())
-}
-
-/// Applies a batch of decoded bodies, returning one result per body, in order.
+/// Decodes and applies a batch of message bodies, returning one result per body, in order.
 ///
 /// The batch is applied in one transaction (one commit for many messages). If that fails,
 /// each change is tried on its own, so that one failing change cannot hold back the others.
-pub async fn process(store: &Store, decoded: &[Decoded]) -> Vec<Processed> {
-    let events: Vec<&Change> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
+pub async fn process(store: &Store, bodies: &[&[u8]]) -> Vec<Processed> {
+    let decoded: Vec<Result<AddressChanged, String>> = bodies
+        .iter()
+        .map(|body| AddressChanged::from_json(body).map_err(|error| error.to_string()))
+        .collect();
+    let events: Vec<&AddressChanged> = decoded.iter().filter_map(|d| d.as_ref().ok()).collect();
     let mut outcomes = apply(store, &events).await.into_iter();
 
     decoded
@@ -55,13 +47,13 @@ pub async fn process(store: &Store, decoded: &[Decoded]) -> Vec<Processed> {
 
 /// [`process`] for one body: the synchronous path's.
 pub async fn process_one(store: &Store, body: &[u8]) -> Processed {
-    process(store, &[decode(body)])
+    process(store, &[body])
         .await
         .pop()
         .unwrap_or_else(|| unreachable!("process answers once per body"))
 }
 
-async fn apply(store: &Store, events: &[&Change]) -> Vec<Outcome> {
+async fn apply(store: &Store, events: &[&AddressChanged]) -> Vec<Outcome> {
     if events.is_empty() {
         return Vec::new();
     }

@@ -210,18 +210,12 @@ async fn consume(
     }
 }
 
-/// A delivery with its body decoded.
-type Arrived = (Delivery, handler::Decoded);
-
-/// Stage 1: decodes each delivery as it arrives and passes it on. Decoding here rather than
-/// in stage 2 takes it off the path every batch waits on: while the database executes one
-/// batch's statements (on SQLite, in a thread of its own) and commits it, this task decodes
-/// the next. Ends when the connection, the channel or the subscription ends, saying why, or
-/// when halted (`None`).
+/// Stage 1: passes each delivery on as it arrives. Ends when the connection, the channel or
+/// the subscription ends, saying why, or when halted (`None`).
 async fn receive(
     consumer: &mut Consumer,
     events: &mut (impl Stream<Item = ConnectionEvent> + Unpin),
-    arrived: mpsc::UnboundedSender<Arrived>,
+    arrived: mpsc::UnboundedSender<Delivery>,
     halt: &CancellationToken,
 ) -> Option<Lost> {
     let _halt_the_others = halt.clone().drop_guard();
@@ -238,8 +232,7 @@ async fn receive(
         };
         match delivery {
             Some(Ok(delivery)) => {
-                let decoded = handler::decode(&delivery.data);
-                if arrived.send((delivery, decoded)).is_err() {
+                if arrived.send(delivery).is_err() {
                     return None;
                 }
             }
@@ -261,7 +254,7 @@ struct Committed {
 /// applies it in one transaction and hands it on to be settled, then takes the next.
 async fn apply_batches(
     store: &Store,
-    mut arrivals: mpsc::UnboundedReceiver<Arrived>,
+    mut arrivals: mpsc::UnboundedReceiver<Delivery>,
     max_batch: usize,
     committed: mpsc::Sender<Committed>,
     halt: &CancellationToken,
@@ -276,18 +269,20 @@ async fn apply_batches(
                 None => return,
             },
         };
-        let mut batch = vec![first];
-        while batch.len() < max_batch {
+        let mut deliveries = vec![first];
+        while deliveries.len() < max_batch {
             match arrivals.try_recv() {
-                Ok(arrived) => batch.push(arrived),
+                Ok(delivery) => deliveries.push(delivery),
                 Err(_) => break,
             }
         }
-        metrics::counter!(metric::DELIVERIES_RECEIVED).increment(batch.len() as u64);
+        metrics::counter!(metric::DELIVERIES_RECEIVED).increment(deliveries.len() as u64);
         let started = Instant::now();
-        let (deliveries, decoded): (Vec<Delivery>, Vec<handler::Decoded>) =
-            batch.into_iter().unzip();
-        let results = handler::process(store, &decoded).await;
+        let bodies: Vec<&[u8]> = deliveries
+            .iter()
+            .map(|delivery| delivery.data.as_slice())
+            .collect();
+        let results = handler::process(store, &bodies).await;
         let took = started.elapsed().as_secs_f64();
         let batch = Committed {
             deliveries,

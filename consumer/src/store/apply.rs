@@ -3,7 +3,7 @@
 //! round trips, not the disk, are what a batch would otherwise spend its time on.
 
 use super::{
-    Applied, Change, StoreError,
+    Applied, StoreError,
     rows::{micros_since_epoch, rfc3339},
     statements::{BySize, Placeholders, padded, placeholders},
 };
@@ -23,7 +23,7 @@ use uuid::Uuid;
 /// result per event, in their order.
 pub(super) async fn apply_chunk(
     connection: &mut AnyConnection,
-    events: &[&Change],
+    events: &[&AddressChanged],
     instance: &str,
     placeholders: Placeholders,
 ) -> Result<Vec<Applied>, StoreError> {
@@ -39,7 +39,7 @@ pub(super) async fn apply_chunk(
 
 /// A chunk's events, with the values every step binds for them made once.
 struct Chunk<'a> {
-    events: &'a [&'a Change],
+    events: &'a [&'a AddressChanged],
     /// Each event's id, as stored.
     ids: Vec<String>,
     /// When the chunk is recorded, as stored.
@@ -49,7 +49,7 @@ struct Chunk<'a> {
 }
 
 impl<'a> Chunk<'a> {
-    fn new(events: &'a [&'a Change], placeholders: Placeholders) -> Self {
+    fn new(events: &'a [&'a AddressChanged], placeholders: Placeholders) -> Self {
         Self {
             events,
             ids: events
@@ -81,6 +81,12 @@ impl<'a> Chunk<'a> {
                 )
             })
         });
+        // Once per event: a padding row binds its row's again.
+        let payloads: Vec<String> = self
+            .events
+            .iter()
+            .map(|event| event.to_json_string())
+            .collect();
         let mut claim = sqlx::query(CLAIM.for_rows(self.events.len(), self.placeholders));
         for index in padded(self.events.len()) {
             let event = self.events[index];
@@ -90,7 +96,7 @@ impl<'a> Chunk<'a> {
                 .bind(event.effective_date.to_string())
                 .bind(micros_since_epoch(event.occurred_at))
                 .bind("applied")
-                .bind(event.envelope.as_str())
+                .bind(payloads[index].as_str())
                 .bind(self.now.as_str())
                 .bind(instance)
                 .bind(event.request_fingerprint.as_deref());

@@ -17,7 +17,7 @@ use shared::{
     event::AddressChanged,
 };
 use sqlx::AnyPool;
-use std::{fmt, ops::Deref};
+use std::fmt;
 use time::OffsetDateTime;
 use uuid::Uuid;
 
@@ -60,31 +60,6 @@ impl Applied {
             Self::Duplicate => "duplicate",
             Self::KeyReused => "idempotency_key_reused",
         }
-    }
-}
-
-/// An event to apply, with the envelope it is recorded as. The envelope is written when the
-/// change is made (the consume loop makes it as each delivery arrives), so that a batch's
-/// way through the database does not also wait on serialising its events.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Change {
-    event: AddressChanged,
-    /// `event.to_json_string()`: what `applied_events.payload` keeps.
-    envelope: String,
-}
-
-impl Change {
-    pub fn new(event: AddressChanged) -> Self {
-        let envelope = event.to_json_string();
-        Self { event, envelope }
-    }
-}
-
-impl Deref for Change {
-    type Target = AddressChanged;
-
-    fn deref(&self) -> &AddressChanged {
-        &self.event
     }
 }
 
@@ -144,7 +119,7 @@ impl Store {
     /// an earlier change for the same customer in the same batch may be recorded as
     /// superseded rather than updated.
     /// Batching is what lets one commit (and one disk flush) serve many messages.
-    pub async fn apply(&self, events: &[&Change]) -> Result<Vec<Applied>, StoreError> {
+    pub async fn apply(&self, events: &[&AddressChanged]) -> Result<Vec<Applied>, StoreError> {
         let mut transaction = self.pool.begin().await?;
         let mut results = Vec::with_capacity(events.len());
         for chunk in events.chunks(statements::MAX_ROWS) {

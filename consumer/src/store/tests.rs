@@ -1,7 +1,7 @@
 //! The store on both databases: each scenario runs once on SQLite and once on PostgreSQL,
 //! since one SQL text must mean the same on each.
 
-use super::{Applied, Change, Store, statements::MAX_ROWS};
+use super::{Applied, Store, statements::MAX_ROWS};
 use shared::{domain::CustomerId, event::AddressChanged};
 use std::time::Duration;
 use testkit::postgres::TestDatabase;
@@ -39,7 +39,7 @@ async fn the_stored_payload_is_the_events_envelope(store: &Store) {
     assert_eq!(payload.as_bytes(), change.to_json());
     assert_eq!(
         AddressChanged::from_json(payload.as_bytes()).unwrap(),
-        *change
+        change
     );
 }
 
@@ -100,7 +100,7 @@ async fn one_customers_changes_in_two_chunks_of_a_batch_end_with_the_latest(stor
     let second_latest = change(4, "C-2", "2026-12-02", at);
     // Three rows in the second chunk, so its statements are padded.
     let third = change(5, "C-3", "2026-12-01", at);
-    let batch: Vec<&Change> = [&first_latest, &second_earlier]
+    let batch: Vec<&AddressChanged> = [&first_latest, &second_earlier]
         .into_iter()
         .chain(&others)
         .chain([&first_earlier, &second_latest, &third])
@@ -123,12 +123,10 @@ async fn one_customers_changes_in_two_chunks_of_a_batch_end_with_the_latest(stor
 /// a later one; the first stays applied; a retry of the first, or an event with that id
 /// and no fingerprint (recorded before fingerprints existed), stays a plain duplicate.
 async fn an_id_applied_from_another_request_is_a_reused_key(store: &Store) {
-    let keyed = |line1: &str, fingerprint: Option<&str>| {
-        Change::new(AddressChanged {
-            event_id: Uuid::from_u128(7),
-            request_fingerprint: fingerprint.map(str::to_owned),
-            ..testkit::address_changed("C-1", line1, "PR1 2HE", "2026-12-01")
-        })
+    let keyed = |line1: &str, fingerprint: Option<&str>| AddressChanged {
+        event_id: Uuid::from_u128(7),
+        request_fingerprint: fingerprint.map(str::to_owned),
+        ..testkit::address_changed("C-1", line1, "PR1 2HE", "2026-12-01")
     };
     let first = keyed("1 First Street", Some("first"));
     let second = keyed("2 Second Street", Some("second"));
@@ -233,21 +231,16 @@ async fn on(url: String, scenario: impl AsyncFnOnce(&Store)) {
 }
 
 /// A change whose id (`id`) and timing the test chooses.
-fn change(id: u128, customer: &str, effective_date: &str, at: OffsetDateTime) -> Change {
-    Change::new(AddressChanged {
+fn change(id: u128, customer: &str, effective_date: &str, at: OffsetDateTime) -> AddressChanged {
+    AddressChanged {
         event_id: Uuid::from_u128(id),
         occurred_at: at,
         ..testkit::address_changed(customer, "1 Fishergate", "PR1 2HE", effective_date)
-    })
+    }
 }
 
-fn change_for(customer: &str) -> Change {
-    Change::new(testkit::address_changed(
-        customer,
-        "1 Fishergate",
-        "PR1 2HE",
-        "2026-12-01",
-    ))
+fn change_for(customer: &str) -> AddressChanged {
+    testkit::address_changed(customer, "1 Fishergate", "PR1 2HE", "2026-12-01")
 }
 
 /// The outcome of each record of `event_id`.
