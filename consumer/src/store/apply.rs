@@ -4,6 +4,7 @@
 
 use super::{
     Applied, StoreError,
+    database::{Transaction, Value},
     rows::{micros_since_epoch, rfc3339},
     statements::{BySize, Placeholders, padded, placeholders},
 };
@@ -11,7 +12,6 @@ use shared::{
     domain::{AddressText, EffectiveDate},
     event::AddressChanged,
 };
-use sqlx::{AnyConnection, Row};
 use std::{
     collections::{HashMap, HashSet},
     sync::LazyLock,
@@ -22,12 +22,11 @@ use uuid::Uuid;
 /// Applies `events` (at most `MAX_ROWS`) inside the caller's transaction and returns one
 /// result per event, in their order.
 pub(super) async fn apply_chunk(
-    connection: &mut AnyConnection,
+    connection: &mut Transaction,
     events: &[&AddressChanged],
     instance: &str,
-    placeholders: Placeholders,
 ) -> Result<Vec<Applied>, StoreError> {
-    let chunk = Chunk::new(events, placeholders);
+    let chunk = Chunk::new(events, connection.placeholders());
     let fresh = chunk.claim_ids(connection, instance).await?;
     let reused = chunk.reused_keys(connection, &fresh).await?;
     let candidates = chunk.latest_per_customer(&fresh);
@@ -42,6 +41,8 @@ struct Chunk<'a> {
     events: &'a [&'a AddressChanged],
     /// Each event's id, as stored.
     ids: Vec<String>,
+    /// Each event's effective date, as stored.
+    dates: Vec<String>,
     /// When the chunk is recorded, as stored.
     now: String,
     /// How the database behind the connection writes its statements' parameters.
@@ -56,6 +57,10 @@ impl<'a> Chunk<'a> {
                 .iter()
                 .map(|event| event.event_id.to_string())
                 .collect(),
+            dates: events
+                .iter()
+                .map(|event| event.effective_date.to_string())
+                .collect(),
             now: rfc3339(OffsetDateTime::now_utc()),
             placeholders,
         }
@@ -68,7 +73,7 @@ impl<'a> Chunk<'a> {
     /// duplicate too.
     async fn claim_ids(
         &self,
-        connection: &mut AnyConnection,
+        connection: &mut Transaction,
         instance: &str,
     ) -> Result<Vec<bool>, StoreError> {
         static CLAIM: LazyLock<BySize> = LazyLock::new(|| {
@@ -87,26 +92,29 @@ impl<'a> Chunk<'a> {
             .iter()
             .map(|event| event.to_json_string())
             .collect();
-        let mut claim = sqlx::query(CLAIM.for_rows(self.events.len(), self.placeholders));
+        let mut values = Vec::with_capacity(9 * self.events.len().next_power_of_two());
         for index in padded(self.events.len()) {
             let event = self.events[index];
-            claim = claim
-                .bind(self.ids[index].as_str())
-                .bind(event.customer_id.as_str())
-                .bind(event.effective_date.to_string())
-                .bind(micros_since_epoch(event.occurred_at))
-                .bind("applied")
-                .bind(payloads[index].as_str())
-                .bind(self.now.as_str())
-                .bind(instance)
-                .bind(event.request_fingerprint.as_deref());
+            values.extend([
+                Value::Text(&self.ids[index]),
+                Value::Text(event.customer_id.as_str()),
+                Value::Text(&self.dates[index]),
+                Value::Integer(micros_since_epoch(event.occurred_at)),
+                Value::Text("applied"),
+                Value::Text(&payloads[index]),
+                Value::Text(&self.now),
+                Value::Text(instance),
+                Value::OptionalText(event.request_fingerprint.as_deref()),
+            ]);
         }
-        let rows = claim.fetch_all(&mut *connection).await?;
-        // Sized once: collecting through a `Result` would grow it (and hash again) as it goes.
-        let mut claimed = HashSet::with_capacity(rows.len());
-        for row in &rows {
-            claimed.insert(row.try_get::<String, _>("event_id")?);
-        }
+        let mut claimed: HashSet<String> = connection
+            .texts(
+                CLAIM.for_rows(self.events.len(), self.placeholders),
+                &values,
+            )
+            .await?
+            .into_iter()
+            .collect();
         // The first occurrence of a claimed id is the one that applies it.
         Ok(self.ids.iter().map(|id| claimed.remove(id)).collect())
     }
@@ -117,7 +125,7 @@ impl<'a> Chunk<'a> {
     /// looked up, so the usual batch, with no duplicates, costs no extra round trip.
     async fn reused_keys(
         &self,
-        connection: &mut AnyConnection,
+        connection: &mut Transaction,
         fresh: &[bool],
     ) -> Result<Vec<bool>, StoreError> {
         let keyed_duplicates: Vec<usize> = (0..self.events.len())
@@ -134,16 +142,18 @@ impl<'a> Chunk<'a> {
                 )
             })
         });
-        let mut lookup = sqlx::query(RECORDED.for_rows(keyed_duplicates.len(), self.placeholders));
-        for index in padded(keyed_duplicates.len()) {
-            lookup = lookup.bind(self.ids[keyed_duplicates[index]].as_str());
-        }
-        let mut recorded: HashMap<String, String> = HashMap::new();
-        for row in lookup.fetch_all(&mut *connection).await? {
-            if let Some(fingerprint) = row.try_get::<Option<String>, _>("request_fingerprint")? {
-                recorded.insert(row.try_get("event_id")?, fingerprint);
-            }
-        }
+        let values: Vec<Value> = padded(keyed_duplicates.len())
+            .map(|index| Value::Text(&self.ids[keyed_duplicates[index]]))
+            .collect();
+        let recorded: HashMap<String, String> = connection
+            .text_pairs(
+                RECORDED.for_rows(keyed_duplicates.len(), self.placeholders),
+                &values,
+            )
+            .await?
+            .into_iter()
+            .filter_map(|(id, fingerprint)| Some((id, fingerprint?)))
+            .collect();
         Ok(self
             .events
             .iter()
@@ -185,7 +195,7 @@ impl<'a> Chunk<'a> {
     /// whose rows come from a SELECT.)
     async fn make_current(
         &self,
-        connection: &mut AnyConnection,
+        connection: &mut Transaction,
         candidates: &[usize],
     ) -> Result<HashSet<String>, StoreError> {
         static UPSERT: LazyLock<BySize> = LazyLock::new(|| {
@@ -206,29 +216,32 @@ impl<'a> Chunk<'a> {
                 )
             })
         });
-        let mut became_current = HashSet::with_capacity(candidates.len());
         if candidates.is_empty() {
-            return Ok(became_current);
+            return Ok(HashSet::new());
         }
-        let mut upsert = sqlx::query(UPSERT.for_rows(candidates.len(), self.placeholders));
+        let mut values = Vec::with_capacity(10 * candidates.len().next_power_of_two());
         for index in padded(candidates.len()).map(|candidate| candidates[candidate]) {
             let (event, address) = (self.events[index], &self.events[index].new_address);
-            upsert = upsert
-                .bind(event.customer_id.as_str())
-                .bind(address.line1.as_str())
-                .bind(address.line2.as_ref().map(AddressText::as_str))
-                .bind(address.town.as_str())
-                .bind(address.postcode.as_str())
-                .bind(address.country.as_str())
-                .bind(event.effective_date.to_string())
-                .bind(micros_since_epoch(event.occurred_at))
-                .bind(self.ids[index].as_str())
-                .bind(self.now.as_str());
+            values.extend([
+                Value::Text(event.customer_id.as_str()),
+                Value::Text(address.line1.as_str()),
+                Value::OptionalText(address.line2.as_ref().map(AddressText::as_str)),
+                Value::Text(address.town.as_str()),
+                Value::Text(address.postcode.as_str()),
+                Value::Text(address.country.as_str()),
+                Value::Text(&self.dates[index]),
+                Value::Integer(micros_since_epoch(event.occurred_at)),
+                Value::Text(&self.ids[index]),
+                Value::Text(&self.now),
+            ]);
         }
-        for row in upsert.fetch_all(&mut *connection).await? {
-            became_current.insert(row.try_get::<String, _>("event_id")?);
-        }
-        Ok(became_current)
+        let became_current = connection
+            .texts(
+                UPSERT.for_rows(candidates.len(), self.placeholders),
+                &values,
+            )
+            .await?;
+        Ok(became_current.into_iter().collect())
     }
 
     /// What happened to each event: a fresh change that did not become current is
@@ -256,7 +269,7 @@ impl<'a> Chunk<'a> {
     /// Step 4: fresh changes that did not become current are kept as superseded.
     async fn mark_superseded(
         &self,
-        connection: &mut AnyConnection,
+        connection: &mut Transaction,
         results: &[Applied],
     ) -> Result<(), StoreError> {
         let superseded: Vec<&String> = self
@@ -275,11 +288,12 @@ impl<'a> Chunk<'a> {
             })
         });
         if !superseded.is_empty() {
-            let mut mark = sqlx::query(MARK.for_rows(superseded.len(), self.placeholders));
-            for index in padded(superseded.len()) {
-                mark = mark.bind(superseded[index].as_str());
-            }
-            mark.execute(&mut *connection).await?;
+            let values: Vec<Value> = padded(superseded.len())
+                .map(|index| Value::Text(superseded[index]))
+                .collect();
+            connection
+                .execute(MARK.for_rows(superseded.len(), self.placeholders), &values)
+                .await?;
         }
         Ok(())
     }

@@ -1,8 +1,10 @@
 //! The consumer's own record of addresses: an embedded SQLite file by default, or a
-//! PostgreSQL database shared by every instance of one queue. One SQL dialect serves both.
+//! PostgreSQL database shared by every instance of one queue. One SQL dialect serves both,
+//! each through its own driver (`database`).
 
 mod apply;
 mod counts;
+mod database;
 mod pool;
 mod rows;
 mod statements;
@@ -10,13 +12,13 @@ mod statements;
 mod tests;
 mod url;
 
+use database::{Pool, Value};
 use secrecy::{ExposeSecret, SecretString};
 use serde::Serialize;
 use shared::{
     domain::{Address, CustomerId, EffectiveDate},
     event::AddressChanged,
 };
-use sqlx::AnyPool;
 use std::fmt;
 use time::OffsetDateTime;
 use uuid::Uuid;
@@ -77,13 +79,11 @@ pub struct CurrentAddress {
 /// A handle on the database; cheap to clone.
 #[derive(Clone)]
 pub struct Store {
-    pool: AnyPool,
+    pool: Pool,
     /// The URL with any password masked, for logs.
     description: String,
     /// Recorded with every event this instance applies.
     instance: String,
-    /// How the batch statements write their parameters for this database.
-    placeholders: statements::Placeholders,
 }
 
 impl fmt::Debug for Store {
@@ -100,12 +100,11 @@ impl Store {
     pub async fn open(url: &SecretString, instance: &str) -> Result<Self, StoreError> {
         let url = url.expose_secret();
         let pool = pool::open(url).await?;
-        MIGRATIONS.run(&pool).await?;
+        pool.migrate(&MIGRATIONS).await?;
         Ok(Self {
             pool,
             description: shared::redact::url(url),
             instance: instance.to_owned(),
-            placeholders: statements::Placeholders::for_sqlite(url::is_sqlite(url)),
         })
     }
 
@@ -123,10 +122,7 @@ impl Store {
         let mut transaction = self.pool.begin().await?;
         let mut results = Vec::with_capacity(events.len());
         for chunk in events.chunks(statements::MAX_ROWS) {
-            results.extend(
-                apply::apply_chunk(&mut transaction, chunk, &self.instance, self.placeholders)
-                    .await?,
-            );
+            results.extend(apply::apply_chunk(&mut transaction, chunk, &self.instance).await?);
         }
         transaction.commit().await?;
         Ok(results)
@@ -136,20 +132,20 @@ impl Store {
         &self,
         customer_id: &CustomerId,
     ) -> Result<Option<CurrentAddress>, StoreError> {
-        let row = sqlx::query(
-            "SELECT customer_id, line1, line2, town, postcode, country, effective_date, \
-             event_id, updated_at FROM customer_addresses WHERE customer_id = $1",
-        )
-        .bind(customer_id.as_str())
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|row| rows::current_address_from(&row)).transpose()
+        let row: Option<rows::StoredAddress> = self
+            .pool
+            .optional_row(
+                "SELECT customer_id, line1, line2, town, postcode, country, effective_date, \
+                 event_id, updated_at FROM customer_addresses WHERE customer_id = $1",
+                &[Value::Text(customer_id.as_str())],
+            )
+            .await?;
+        row.map(rows::StoredAddress::parse).transpose()
     }
 
     /// Whether the database answers; part of the consumer's readiness.
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1").execute(&self.pool).await?;
-        Ok(())
+        self.pool.ping().await
     }
 
     pub async fn close(&self) {

@@ -1,42 +1,50 @@
 //! The connection pool, sized and configured for the database behind the URL.
 
-use super::{StoreError, url};
-use sqlx::{AnyConnection, AnyPool, Executor, any::AnyPoolOptions, pool::PoolConnectionMetadata};
-use std::time::Duration;
+use super::{StoreError, database::Pool, url};
+use sqlx::{
+    postgres::PgPoolOptions,
+    sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
+};
+use std::{str::FromStr, time::Duration};
+
+/// How long a caller waits for a free connection before the batch fails (and is retried).
+const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// A pool on the database at `url`, its SQLite file (and directory) created if missing.
-pub(super) async fn open(url: &str) -> Result<AnyPool, StoreError> {
-    sqlx::any::install_default_drivers();
-    let sqlite = url::is_sqlite(url);
-    if sqlite {
+///
+/// A failed connection shows at its next use and the batch is retried; checking each one
+/// before use (`test_before_acquire`) would cost a round trip per batch.
+pub(super) async fn open(url: &str) -> Result<Pool, StoreError> {
+    if url::is_sqlite(url) {
         url::create_parent_directory(url)?;
+        Ok(Pool::Sqlite(
+            SqlitePoolOptions::new()
+                // SQLite takes one writer at a time anyway; readers run beside it (WAL).
+                .max_connections(4)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .test_before_acquire(false)
+                .connect_with(sqlite_options(url)?)
+                .await?,
+        ))
+    } else {
+        Ok(Pool::Postgres(
+            PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(ACQUIRE_TIMEOUT)
+                .test_before_acquire(false)
+                .connect(url)
+                .await?,
+        ))
     }
-    let pool = AnyPoolOptions::new()
-        // SQLite takes one writer at a time anyway; readers run beside it (WAL).
-        .max_connections(if sqlite { 4 } else { 8 })
-        .acquire_timeout(Duration::from_secs(5))
-        // A failed connection shows at its next use and the batch is retried; checking
-        // before every use would cost a round trip per batch.
-        .test_before_acquire(false)
-        .after_connect(|connection, metadata| Box::pin(configure(connection, metadata)))
-        .connect(&url::sqlite_create_mode(url))
-        .await?;
-    Ok(pool)
 }
 
-/// Per-connection settings. For SQLite: write-ahead logging so readers do not block the
-/// writer, a full sync on every commit so that an acked message survives a power cut, and
-/// a busy timeout so a second process on the same file waits instead of failing.
-async fn configure(
-    connection: &mut AnyConnection,
-    _: PoolConnectionMetadata,
-) -> Result<(), sqlx::Error> {
-    if connection.backend_name().eq_ignore_ascii_case("sqlite") {
-        connection
-            .execute(
-                "PRAGMA journal_mode = WAL; PRAGMA synchronous = FULL; PRAGMA busy_timeout = 5000;",
-            )
-            .await?;
-    }
-    Ok(())
+/// Write-ahead logging so readers do not block the writer, a full sync on every commit so
+/// that an acked message survives a power cut, and a busy timeout so a second process on
+/// the same file waits instead of failing. The file is created if missing.
+fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
+    Ok(SqliteConnectOptions::from_str(url)?
+        .create_if_missing(true)
+        .journal_mode(SqliteJournalMode::Wal)
+        .synchronous(SqliteSynchronous::Full)
+        .busy_timeout(Duration::from_secs(5)))
 }

@@ -16,16 +16,6 @@ pub(super) enum Placeholders {
     Positional,
 }
 
-impl Placeholders {
-    pub(super) fn for_sqlite(sqlite: bool) -> Self {
-        if sqlite {
-            Self::Positional
-        } else {
-            Self::Numbered
-        }
-    }
-}
-
 /// Rows per statement at most: keeps every statement well under SQLite's and PostgreSQL's
 /// limits on bound parameters, whatever PREFETCH is.
 pub(super) const MAX_ROWS: usize = 256;

@@ -1,7 +1,7 @@
 //! The store on both databases: each scenario runs once on SQLite and once on PostgreSQL,
 //! since one SQL text must mean the same on each.
 
-use super::{Applied, Store, statements::MAX_ROWS};
+use super::{Applied, Store, Value, statements::MAX_ROWS};
 use shared::{domain::CustomerId, event::AddressChanged};
 use std::time::Duration;
 use testkit::postgres::TestDatabase;
@@ -30,12 +30,17 @@ async fn the_stored_payload_is_the_events_envelope(store: &Store) {
 
     store.apply(&[&change]).await.unwrap();
 
-    let payload: String =
-        sqlx::query_scalar("SELECT payload FROM applied_events WHERE event_id = $1")
-            .bind(change.event_id.to_string())
-            .fetch_one(&store.pool)
-            .await
-            .unwrap();
+    let payloads: Vec<String> = store
+        .pool
+        .column(
+            "SELECT payload FROM applied_events WHERE event_id = $1",
+            &[Value::Text(&change.event_id.to_string())],
+        )
+        .await
+        .unwrap();
+    let [payload] = &payloads[..] else {
+        panic!("one payload is recorded, not {payloads:?}")
+    };
     assert_eq!(payload.as_bytes(), change.to_json());
     assert_eq!(
         AddressChanged::from_json(payload.as_bytes()).unwrap(),
@@ -245,9 +250,12 @@ fn change_for(customer: &str) -> AddressChanged {
 
 /// The outcome of each record of `event_id`.
 async fn recorded_outcomes(store: &Store, event_id: Uuid) -> Vec<String> {
-    sqlx::query_scalar("SELECT outcome FROM applied_events WHERE event_id = $1")
-        .bind(event_id.to_string())
-        .fetch_all(&store.pool)
+    store
+        .pool
+        .column(
+            "SELECT outcome FROM applied_events WHERE event_id = $1",
+            &[Value::Text(&event_id.to_string())],
+        )
         .await
         .unwrap()
 }

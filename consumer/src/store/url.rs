@@ -1,5 +1,5 @@
-//! What the store reads from a database URL: whether it names a SQLite file, where that
-//! file is, and how to ask SQLite to create it.
+//! What the store reads from a database URL: whether it names a SQLite file, and where that
+//! file is.
 
 use super::StoreError;
 use std::path::Path;
@@ -26,30 +26,15 @@ fn sqlite_path(url: &str) -> &str {
     rest.split('?').next().unwrap_or_default()
 }
 
-/// SQLite refuses to open a missing file unless asked to create it.
-pub(super) fn sqlite_create_mode(url: &str) -> String {
-    if is_sqlite(url) && !url.contains("mode=") {
-        let separator = if url.contains('?') { '&' } else { '?' };
-        format!("{url}{separator}mode=rwc")
-    } else {
-        url.to_owned()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
     #[test]
-    fn sqlite_urls_are_opened_in_create_mode() {
-        assert_eq!(
-            sqlite_create_mode("sqlite://data/a.db"),
-            "sqlite://data/a.db?mode=rwc"
-        );
-        assert_eq!(
-            sqlite_create_mode("sqlite://data/a.db?mode=ro"),
-            "sqlite://data/a.db?mode=ro"
-        );
+    fn the_sqlite_file_is_the_path_without_the_query() {
         assert_eq!(sqlite_path("sqlite://data/a.db?x=1"), "data/a.db");
+        assert_eq!(sqlite_path("sqlite:a.db"), "a.db");
+        assert!(is_sqlite("sqlite::memory:"));
+        assert!(!is_sqlite("postgres://u@h/db"));
     }
 }

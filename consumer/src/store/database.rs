@@ -1,0 +1,202 @@
+//! The two databases the store runs on, each through its own sqlx driver, and what the rest
+//! of the store asks of them: a transaction, and statements bound from a list of values.
+//!
+//! sqlx's `Any` driver would serve both from one type, but it converts every bound value
+//! and every returned row between its own representation and the driver's: on SQLite, a
+//! twelfth of the consumer's instructions a message (bench/README, "The consume loop").
+//! Here the statements are written once, as texts and values, and only running them is
+//! written for each database.
+
+use super::{StoreError, statements::Placeholders};
+use sqlx::{
+    Arguments, Database, Encode, FromRow, PgPool, Postgres, Row, Sqlite, SqlitePool, Type,
+    postgres::PgRow, sqlite::SqliteRow,
+};
+
+/// Runs `$body` once for whichever database `$value` holds, with `$inner` bound to what it
+/// holds and `$db` naming that database's type: the body is one text, typed for each.
+macro_rules! on_either {
+    ($value:expr, $enum:ident, $inner:ident, $db:ident => $body:expr) => {
+        match $value {
+            $enum::Sqlite($inner) => {
+                type $db = Sqlite;
+                $body
+            }
+            $enum::Postgres($inner) => {
+                type $db = Postgres;
+                $body
+            }
+        }
+    };
+}
+
+/// A value a statement binds. The steps write their parameters as these, so that the same
+/// code binds them for either database.
+#[derive(Debug, Clone, Copy)]
+pub(super) enum Value<'a> {
+    Text(&'a str),
+    OptionalText(Option<&'a str>),
+    Integer(i64),
+}
+
+/// What a row read whole (`Pool::optional_row`, `Pool::rows`) must be readable from.
+pub(super) trait FromEitherRow:
+    for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+impl<T> FromEitherRow for T where
+    T: for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
+{
+}
+
+/// A pool of connections to one of the two databases.
+#[derive(Clone)]
+pub(super) enum Pool {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+impl Pool {
+    pub(super) async fn migrate(
+        &self,
+        migrator: &sqlx::migrate::Migrator,
+    ) -> Result<(), StoreError> {
+        on_either!(self, Self, pool, _Db => migrator.run(pool).await?);
+        Ok(())
+    }
+
+    pub(super) async fn begin(&self) -> Result<Transaction, StoreError> {
+        Ok(match self {
+            Self::Sqlite(pool) => Transaction::Sqlite(pool.begin().await?),
+            Self::Postgres(pool) => Transaction::Postgres(pool.begin().await?),
+        })
+    }
+
+    /// The first column of every row `sql` returns.
+    pub(super) async fn column<T>(
+        &self,
+        sql: &'static str,
+        values: &[Value<'_>],
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: Send + Unpin,
+        (T,): FromEitherRow,
+    {
+        Ok(on_either!(self, Self, pool, Db =>
+            sqlx::query_scalar_with(sql, arguments::<Db>(values)?).fetch_all(pool).await?))
+    }
+
+    /// The row `sql` returns, if any.
+    pub(super) async fn optional_row<T: FromEitherRow>(
+        &self,
+        sql: &'static str,
+        values: &[Value<'_>],
+    ) -> Result<Option<T>, StoreError> {
+        Ok(on_either!(self, Self, pool, Db =>
+            sqlx::query_as_with(sql, arguments::<Db>(values)?).fetch_optional(pool).await?))
+    }
+
+    /// Every row `sql` returns.
+    pub(super) async fn rows<T: FromEitherRow>(
+        &self,
+        sql: &'static str,
+        values: &[Value<'_>],
+    ) -> Result<Vec<T>, StoreError> {
+        Ok(on_either!(self, Self, pool, Db =>
+            sqlx::query_as_with(sql, arguments::<Db>(values)?).fetch_all(pool).await?))
+    }
+
+    pub(super) async fn ping(&self) -> Result<(), StoreError> {
+        on_either!(self, Self, pool, _Db => {
+            sqlx::query("SELECT 1").execute(pool).await?;
+        });
+        Ok(())
+    }
+
+    pub(super) async fn close(&self) {
+        on_either!(self, Self, pool, _Db => pool.close().await);
+    }
+}
+
+/// A transaction on one of the two databases; rolled back if dropped uncommitted.
+pub(super) enum Transaction {
+    Sqlite(sqlx::Transaction<'static, Sqlite>),
+    Postgres(sqlx::Transaction<'static, Postgres>),
+}
+
+impl Transaction {
+    /// How the batch statements write their parameters for this database.
+    pub(super) fn placeholders(&self) -> Placeholders {
+        match self {
+            Self::Sqlite(_) => Placeholders::Positional,
+            Self::Postgres(_) => Placeholders::Numbered,
+        }
+    }
+
+    /// Runs `sql` and returns the first column of every row it returns, as text.
+    pub(super) async fn texts(
+        &mut self,
+        sql: &'static str,
+        values: &[Value<'_>],
+    ) -> Result<Vec<String>, StoreError> {
+        Ok(on_either!(self, Self, transaction, Db =>
+            sqlx::query_scalar_with(sql, arguments::<Db>(values)?)
+                .fetch_all(&mut **transaction)
+                .await?))
+    }
+
+    /// Runs `sql` and returns the first two columns of every row: text, and optional text.
+    pub(super) async fn text_pairs(
+        &mut self,
+        sql: &'static str,
+        values: &[Value<'_>],
+    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
+        on_either!(self, Self, transaction, Db => {
+            let rows = sqlx::query_with(sql, arguments::<Db>(values)?)
+                .fetch_all(&mut **transaction)
+                .await?;
+            rows.iter()
+                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
+                .collect()
+        })
+    }
+
+    pub(super) async fn execute(
+        &mut self,
+        sql: &'static str,
+        values: &[Value<'_>],
+    ) -> Result<(), StoreError> {
+        on_either!(self, Self, transaction, Db => {
+            sqlx::query_with(sql, arguments::<Db>(values)?)
+                .execute(&mut **transaction)
+                .await?;
+        });
+        Ok(())
+    }
+
+    pub(super) async fn commit(self) -> Result<(), StoreError> {
+        on_either!(self, Self, transaction, _Db => transaction.commit().await?);
+        Ok(())
+    }
+}
+
+/// `values`, encoded in order for the database `DB`.
+fn arguments<DB>(values: &[Value<'_>]) -> Result<DB::Arguments, sqlx::Error>
+where
+    DB: Database,
+    for<'v> &'v str: Encode<'v, DB> + Type<DB>,
+    for<'v> Option<&'v str>: Encode<'v, DB> + Type<DB>,
+    for<'v> i64: Encode<'v, DB> + Type<DB>,
+{
+    let mut arguments = DB::Arguments::default();
+    for value in values {
+        match *value {
+            Value::Text(text) => arguments.add(text),
+            Value::OptionalText(text) => arguments.add(text),
+            Value::Integer(number) => arguments.add(number),
+        }
+        .map_err(sqlx::Error::Encode)?;
+    }
+    Ok(arguments)
+}
