@@ -108,7 +108,7 @@ impl<'a> Chunk<'a> {
             ]);
         }
         let mut claimed: HashSet<String> = connection
-            .texts(
+            .column(
                 CLAIM.for_rows(self.events.len(), self.placeholders),
                 &values,
             )
@@ -146,7 +146,7 @@ impl<'a> Chunk<'a> {
             .map(|index| Value::Text(&self.ids[keyed_duplicates[index]]))
             .collect();
         let recorded: HashMap<String, String> = connection
-            .text_pairs(
+            .rows::<(String, Option<String>)>(
                 RECORDED.for_rows(keyed_duplicates.len(), self.placeholders),
                 &values,
             )
@@ -235,8 +235,8 @@ impl<'a> Chunk<'a> {
                 Value::Text(&self.now),
             ]);
         }
-        let became_current = connection
-            .texts(
+        let became_current: Vec<String> = connection
+            .column(
                 UPSERT.for_rows(candidates.len(), self.placeholders),
                 &values,
             )

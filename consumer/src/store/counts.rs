@@ -31,7 +31,6 @@ impl Store {
     }
 
     async fn count(&self, sql: &'static str, values: &[Value<'_>]) -> Result<i64, StoreError> {
-        let counts: Vec<i64> = self.pool.column(sql, values).await?;
-        Ok(counts.first().copied().unwrap_or_default())
+        self.pool.one(sql, values).await
     }
 }

@@ -6,23 +6,35 @@
 //! the consumer's instructions a message (bench/README, "Each database through its own
 //! driver"). Here the statements are written once, as texts and values, and only running
 //! them is written for each database.
+//!
+//! Statements are `&'static str`: sqlx 0.9 runs only text it can take to be safe from
+//! injection (`SqlSafeStr`), a literal or a static, which is why the batch statements are
+//! kept in statics. Every value goes in as a bound parameter.
 
 use super::{StoreError, statements::Placeholders};
 use sqlx::{
-    Arguments, Database, Encode, FromRow, PgPool, Postgres, Row, Sqlite, SqlitePool, Type,
+    Arguments, Database, Encode, FromRow, PgPool, Postgres, Sqlite, SqlitePool, Type,
     postgres::PgRow, sqlite::SqliteRow,
 };
 
-/// Runs `$body` once for whichever database `$value` holds, with `$inner` bound to what it
-/// holds and `$db` naming that database's type: the body is one text, typed for each.
-macro_rules! on_either {
-    ($value:expr, $enum:ident, $inner:ident, $db:ident => $body:expr) => {
+/// `match`es `$value` (a `Pool` or a `Transaction`) and runs `$body` in each arm with
+/// `$inner` bound to its pool or transaction, and optionally `$db` naming its database
+/// type. The body is written once and compiled once for each driver: one generic function
+/// would need sqlx's whole set of `Executor`, `Encode`, `Type` and `FromRow` bounds spelled
+/// out, for every lifetime, on each method.
+macro_rules! match_database {
+    ($value:expr, $inner:ident => $body:expr) => {
+        match_database!($value, $inner, _Database => $body)
+    };
+    ($value:expr, $inner:ident, $db:ident => $body:expr) => {
         match $value {
-            $enum::Sqlite($inner) => {
+            Self::Sqlite($inner) => {
+                #[allow(dead_code)]
                 type $db = Sqlite;
                 $body
             }
-            $enum::Postgres($inner) => {
+            Self::Postgres($inner) => {
+                #[allow(dead_code)]
                 type $db = Postgres;
                 $body
             }
@@ -39,7 +51,7 @@ pub(super) enum Value<'a> {
     Integer(i64),
 }
 
-/// What a row read whole (`Pool::optional_row`, `Pool::rows`) must be readable from.
+/// A type that can be read from a row of either database.
 pub(super) trait FromEitherRow:
     for<'r> FromRow<'r, SqliteRow> + for<'r> FromRow<'r, PgRow> + Send + Unpin
 {
@@ -62,7 +74,7 @@ impl Pool {
         &self,
         migrator: &sqlx::migrate::Migrator,
     ) -> Result<(), StoreError> {
-        on_either!(self, Self, pool, _Db => migrator.run(pool).await?);
+        match_database!(self, pool => migrator.run(pool).await?);
         Ok(())
     }
 
@@ -73,7 +85,8 @@ impl Pool {
         })
     }
 
-    /// The first column of every row `sql` returns.
+    /// The first column of every row `sql` returns (see `Transaction::column`).
+    #[cfg(test)]
     pub(super) async fn column<T>(
         &self,
         sql: &'static str,
@@ -83,8 +96,22 @@ impl Pool {
         T: Send + Unpin,
         (T,): FromEitherRow,
     {
-        Ok(on_either!(self, Self, pool, Db =>
+        Ok(match_database!(self, pool, Db =>
             sqlx::query_scalar_with(sql, arguments::<Db>(values)?).fetch_all(pool).await?))
+    }
+
+    /// The first column of the one row `sql` returns; an error if it returns none.
+    pub(super) async fn one<T>(
+        &self,
+        sql: &'static str,
+        values: &[Value<'_>],
+    ) -> Result<T, StoreError>
+    where
+        T: Send + Unpin,
+        (T,): FromEitherRow,
+    {
+        Ok(match_database!(self, pool, Db =>
+            sqlx::query_scalar_with(sql, arguments::<Db>(values)?).fetch_one(pool).await?))
     }
 
     /// The row `sql` returns, if any.
@@ -93,7 +120,7 @@ impl Pool {
         sql: &'static str,
         values: &[Value<'_>],
     ) -> Result<Option<T>, StoreError> {
-        Ok(on_either!(self, Self, pool, Db =>
+        Ok(match_database!(self, pool, Db =>
             sqlx::query_as_with(sql, arguments::<Db>(values)?).fetch_optional(pool).await?))
     }
 
@@ -103,19 +130,19 @@ impl Pool {
         sql: &'static str,
         values: &[Value<'_>],
     ) -> Result<Vec<T>, StoreError> {
-        Ok(on_either!(self, Self, pool, Db =>
+        Ok(match_database!(self, pool, Db =>
             sqlx::query_as_with(sql, arguments::<Db>(values)?).fetch_all(pool).await?))
     }
 
     pub(super) async fn ping(&self) -> Result<(), StoreError> {
-        on_either!(self, Self, pool, _Db => {
+        match_database!(self, pool => {
             sqlx::query("SELECT 1").execute(pool).await?;
         });
         Ok(())
     }
 
     pub(super) async fn close(&self) {
-        on_either!(self, Self, pool, _Db => pool.close().await);
+        match_database!(self, pool => pool.close().await);
     }
 }
 
@@ -134,32 +161,33 @@ impl Transaction {
         }
     }
 
-    /// Runs `sql` and returns the first column of every row it returns, as text.
-    pub(super) async fn texts(
+    /// Runs `sql` and returns the first column of every row it returns. (sqlx reads a
+    /// column alone as a tuple of one, hence the bound on `(T,)`.)
+    pub(super) async fn column<T>(
         &mut self,
         sql: &'static str,
         values: &[Value<'_>],
-    ) -> Result<Vec<String>, StoreError> {
-        Ok(on_either!(self, Self, transaction, Db =>
+    ) -> Result<Vec<T>, StoreError>
+    where
+        T: Send + Unpin,
+        (T,): FromEitherRow,
+    {
+        Ok(match_database!(self, transaction, Db =>
             sqlx::query_scalar_with(sql, arguments::<Db>(values)?)
                 .fetch_all(&mut **transaction)
                 .await?))
     }
 
-    /// Runs `sql` and returns the first two columns of every row: text, and optional text.
-    pub(super) async fn text_pairs(
+    /// Runs `sql` and returns every row it returns.
+    pub(super) async fn rows<T: FromEitherRow>(
         &mut self,
         sql: &'static str,
         values: &[Value<'_>],
-    ) -> Result<Vec<(String, Option<String>)>, StoreError> {
-        on_either!(self, Self, transaction, Db => {
-            let rows = sqlx::query_with(sql, arguments::<Db>(values)?)
+    ) -> Result<Vec<T>, StoreError> {
+        Ok(match_database!(self, transaction, Db =>
+            sqlx::query_as_with(sql, arguments::<Db>(values)?)
                 .fetch_all(&mut **transaction)
-                .await?;
-            rows.iter()
-                .map(|row| Ok((row.try_get(0)?, row.try_get(1)?)))
-                .collect()
-        })
+                .await?))
     }
 
     pub(super) async fn execute(
@@ -167,7 +195,7 @@ impl Transaction {
         sql: &'static str,
         values: &[Value<'_>],
     ) -> Result<(), StoreError> {
-        on_either!(self, Self, transaction, Db => {
+        match_database!(self, transaction, Db => {
             sqlx::query_with(sql, arguments::<Db>(values)?)
                 .execute(&mut **transaction)
                 .await?;
@@ -176,7 +204,7 @@ impl Transaction {
     }
 
     pub(super) async fn commit(self) -> Result<(), StoreError> {
-        on_either!(self, Self, transaction, _Db => transaction.commit().await?);
+        match_database!(self, transaction => transaction.commit().await?);
         Ok(())
     }
 }

@@ -26,7 +26,7 @@ use uuid::Uuid;
 static MIGRATIONS: sqlx::migrate::Migrator = sqlx::migrate!("./migrations");
 
 /// Why the store could not do what was asked. Every variant is worth retrying later except
-/// `Corrupt`, which needs a person.
+/// `Corrupt`, which needs a person, and `UnsupportedUrl`, which only opening returns.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -35,6 +35,10 @@ pub enum StoreError {
     Migration(#[from] sqlx::migrate::MigrateError),
     #[error("cannot create the directory for the database file: {0}")]
     Directory(#[source] std::io::Error),
+    #[error(
+        "DATABASE_URL must start with sqlite: or postgres:// (or postgresql://), not {scheme:?}"
+    )]
+    UnsupportedUrl { scheme: String },
     #[error("stored row for customer {customer_id} is invalid: {reason}")]
     Corrupt { customer_id: String, reason: String },
 }

@@ -214,6 +214,59 @@ async fn one_customers_changes_in_two_chunks_of_a_batch_end_with_the_latest_in_p
     in_postgresql(one_customers_changes_in_two_chunks_of_a_batch_end_with_the_latest).await;
 }
 
+/// What makes an acked message survive a power cut on SQLite: every connection writes
+/// ahead and syncs in full on each commit.
+#[tokio::test]
+async fn a_sqlite_store_writes_ahead_and_syncs_every_commit() {
+    in_sqlite(async |store: &Store| {
+        for _ in 0..3 {
+            let journal: Vec<String> = store.pool.column("PRAGMA journal_mode", &[]).await.unwrap();
+            let synchronous: Vec<i64> = store.pool.column("PRAGMA synchronous", &[]).await.unwrap();
+            assert_eq!((journal, synchronous), (vec!["wal".to_owned()], vec![2]));
+        }
+    })
+    .await;
+}
+
+/// A file is created unless the URL says how to open it: `mode=rw` opens only a file that
+/// is there.
+#[tokio::test]
+async fn a_sqlite_file_is_created_unless_the_url_says_how_to_open_it() {
+    let directory = tempfile::tempdir().unwrap();
+    let path = directory.path().join("nested").join("store.db");
+    let url = |query: &str| format!("sqlite://{}{query}", path.display());
+
+    let refused = Store::open(&url("?mode=rw").into(), "test").await;
+    assert!(refused.is_err(), "mode=rw opened a missing file");
+    assert!(!path.exists());
+
+    Store::open(&url("").into(), "test")
+        .await
+        .unwrap()
+        .close()
+        .await;
+    assert!(path.exists());
+    Store::open(&url("?mode=rw").into(), "test")
+        .await
+        .unwrap()
+        .close()
+        .await;
+}
+
+#[tokio::test]
+async fn a_database_url_of_another_scheme_is_refused_before_connecting() {
+    let error = Store::open(
+        &"mysql://user:secret@127.0.0.1/db".to_owned().into(),
+        "test",
+    )
+    .await
+    .unwrap_err();
+    assert!(
+        matches!(&error, super::StoreError::UnsupportedUrl { scheme } if scheme == "mysql"),
+        "{error}"
+    );
+}
+
 /// Runs `scenario` on a store in a SQLite file of its own, removed afterwards.
 async fn in_sqlite(scenario: impl AsyncFnOnce(&Store)) {
     let directory = tempfile::tempdir().unwrap();
