@@ -2,7 +2,7 @@
 
 use super::{StoreError, database::Pool, url};
 use sqlx::{
-    postgres::{PgConnectOptions, PgPoolOptions},
+    postgres::PgPoolOptions,
     sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous},
 };
 use std::{str::FromStr, time::Duration};
@@ -13,13 +13,6 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long a SQLite statement waits for another process's lock on the file before it
 /// fails. sqlx's default too, set here so that it is said.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
-
-/// How long a PostgreSQL statement may run, waiting for locks included, before the server
-/// cancels it. The batch then fails and is retried, one change at a time, so that a row
-/// locked by another session (an operator's open transaction, say) holds back only the
-/// changes for that customer, after a wait, instead of stalling the consumer with no error.
-/// Far above what a batch takes (milliseconds).
-const STATEMENT_TIMEOUT: &str = "30s";
 
 /// A pool on the database at `url`, its SQLite file (and directory) created if missing.
 ///
@@ -43,7 +36,7 @@ pub(super) async fn open(url: &str) -> Result<Pool, StoreError> {
                 .max_connections(8)
                 .acquire_timeout(ACQUIRE_TIMEOUT)
                 .test_before_acquire(false)
-                .connect_with(postgres_options(url)?)
+                .connect(url)
                 .await?,
         ))
     }
@@ -64,18 +57,4 @@ fn sqlite_options(url: &str) -> Result<SqliteConnectOptions, StoreError> {
         .journal_mode(SqliteJournalMode::Wal)
         .synchronous(SqliteSynchronous::Full)
         .busy_timeout(BUSY_TIMEOUT))
-}
-
-/// The statement timeout, unless the URL (or `PGOPTIONS`) sets its own, e.g.
-/// `postgres://user@host/db?options[statement_timeout]=5s`.
-fn postgres_options(url: &str) -> Result<PgConnectOptions, StoreError> {
-    let options = PgConnectOptions::from_str(url)?;
-    let has_its_own = options
-        .get_options()
-        .is_some_and(|set| set.contains("statement_timeout"));
-    Ok(if has_its_own {
-        options
-    } else {
-        options.options([("statement_timeout", STATEMENT_TIMEOUT)])
-    })
 }

@@ -267,56 +267,6 @@ async fn a_database_url_of_another_scheme_is_refused_before_connecting() {
     );
 }
 
-/// A statement cannot wait for ever on PostgreSQL: 30 s unless the URL says otherwise.
-#[tokio::test]
-async fn a_postgresql_store_sets_a_statement_timeout_unless_the_url_sets_its_own() {
-    let database = TestDatabase::create().await;
-    for (query, expected) in [("", "30s"), ("?options[statement_timeout]=250ms", "250ms")] {
-        let store = Store::open(&format!("{}{query}", database.url).into(), "test")
-            .await
-            .unwrap();
-        let timeouts: Vec<String> = store
-            .pool
-            .column("SHOW statement_timeout", &[])
-            .await
-            .unwrap();
-        assert_eq!(timeouts, [expected], "with {query:?}");
-        store.close().await;
-    }
-}
-
-/// A customer's row locked by another session (an operator's open transaction) makes the
-/// change for it fail once the statement timeout is up, to be retried later, instead of
-/// holding the consumer until the lock goes; then it applies.
-#[tokio::test]
-async fn a_change_held_up_by_a_lock_fails_after_the_statement_timeout_in_postgresql() {
-    use sqlx::{Connection, Executor};
-    let database = TestDatabase::create().await;
-    let url = format!("{}?options[statement_timeout]=500ms", database.url);
-    let store = Store::open(&url.into(), "test").await.unwrap();
-    let at = datetime!(2026-11-30 12:00 UTC);
-    let first = change(1, "C-1", "2026-12-01", at);
-    let later = change(2, "C-1", "2026-12-02", at);
-    store.apply(&[&first]).await.unwrap();
-    let mut operator = sqlx::PgConnection::connect(&database.url).await.unwrap();
-    operator.execute("BEGIN").await.unwrap();
-    operator
-        .execute("SELECT * FROM customer_addresses WHERE customer_id = 'C-1' FOR UPDATE")
-        .await
-        .unwrap();
-
-    let held_up = tokio::time::timeout(Duration::from_secs(20), store.apply(&[&later]))
-        .await
-        .expect("the change waited 20 s for the lock: no statement timeout");
-
-    assert!(held_up.is_err(), "applied through another session's lock");
-    assert_eq!(current_event(&store, "C-1").await, first.event_id);
-    operator.execute("ROLLBACK").await.unwrap();
-    assert_eq!(store.apply(&[&later]).await.unwrap(), [Applied::Updated]);
-    assert_eq!(current_event(&store, "C-1").await, later.event_id);
-    store.close().await;
-}
-
 /// Runs `scenario` on a store in a SQLite file of its own, removed afterwards.
 async fn in_sqlite(scenario: impl AsyncFnOnce(&Store)) {
     let directory = tempfile::tempdir().unwrap();
