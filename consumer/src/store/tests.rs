@@ -219,9 +219,18 @@ async fn one_customers_changes_in_two_chunks_of_a_batch_end_with_the_latest_in_p
 #[tokio::test]
 async fn a_sqlite_store_writes_ahead_and_syncs_every_commit() {
     in_sqlite(async |store: &Store| {
-        for _ in 0..3 {
-            let journal: Vec<String> = store.pool.column("PRAGMA journal_mode", &[]).await.unwrap();
-            let synchronous: Vec<i64> = store.pool.column("PRAGMA synchronous", &[]).await.unwrap();
+        // Each open transaction holds a connection of its own: all of the pool's at once.
+        let mut transactions = Vec::new();
+        for _ in 0..4 {
+            transactions.push(store.pool.begin().await.unwrap());
+        }
+        for transaction in &mut transactions {
+            let journal: Vec<String> = transaction
+                .column("PRAGMA journal_mode", &[])
+                .await
+                .unwrap();
+            let synchronous: Vec<i64> =
+                transaction.column("PRAGMA synchronous", &[]).await.unwrap();
             assert_eq!((journal, synchronous), (vec!["wal".to_owned()], vec![2]));
         }
     })

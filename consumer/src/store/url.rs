@@ -18,8 +18,18 @@ pub(super) fn kind(url: &str) -> Result<Kind, StoreError> {
     match scheme {
         "sqlite" => Ok(Kind::Sqlite),
         "postgres" | "postgresql" => Ok(Kind::Postgres),
+        // Only a scheme is repeated in the error: text before a ':' in a malformed URL
+        // could be a user name or a password.
+        _ if scheme
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
+        {
+            Err(StoreError::UnsupportedUrl {
+                scheme: scheme.to_owned(),
+            })
+        }
         _ => Err(StoreError::UnsupportedUrl {
-            scheme: scheme.to_owned(),
+            scheme: String::new(),
         }),
     }
 }
@@ -64,7 +74,7 @@ mod tests {
         assert_eq!(kind("sqlite::memory:").unwrap(), Kind::Sqlite);
         assert_eq!(kind("postgres://u:p@h/db").unwrap(), Kind::Postgres);
         assert_eq!(kind("postgresql://u@h/db").unwrap(), Kind::Postgres);
-        for url in ["mysql://u:secret@h/db", "data/a.db", ""] {
+        for url in ["mysql://u:secret@h/db", "data/a.db", "", "u@secret:5432/db"] {
             let error = kind(url).unwrap_err().to_string();
             assert!(error.contains("DATABASE_URL"), "{error}");
             assert!(!error.contains("secret"), "{error}");
