@@ -118,6 +118,23 @@ pub fn try_rabbitmqctl(args: &[&str]) -> Result<String, String> {
     }
 }
 
+/// The tests' broker's RabbitMQ version, major and minor (`(4, 0)`), as its node reports it.
+pub fn broker_version() -> (u32, u32) {
+    static VERSION: OnceLock<(u32, u32)> = OnceLock::new();
+    *VERSION.get_or_init(|| {
+        let printed = rabbitmqctl(&["eval", "rabbit:product_version()."]);
+        let mut parts = printed
+            .trim()
+            .trim_matches('"')
+            .split('.')
+            .map(str::parse::<u32>);
+        match (parts.next(), parts.next()) {
+            (Some(Ok(major)), Some(Ok(minor))) => (major, minor),
+            _ => panic!("cannot read the broker's version from {printed:?}"),
+        }
+    })
+}
+
 /// The type (`quorum`, `classic`) of queue `name` in the default vhost, as the broker lists
 /// it; `None` when there is no such queue.
 pub fn queue_type(name: &str) -> Option<String> {

@@ -148,11 +148,16 @@ impl TestEnv {
     /// Messages ready in `queue`, as the broker reports them (what the management UI's
     /// "Ready" column shows).
     pub async fn queue_depth(&self, queue: &str) -> Result<u32, lapin::Error> {
+        Ok(self.inspect_queue(queue).await?.message_count())
+    }
+
+    /// The queue's state as a passive declare reports it (its depth and its consumers).
+    async fn inspect_queue(&self, queue: &str) -> Result<lapin::Queue, lapin::Error> {
         // A passive declare of a missing queue closes its channel: use a throwaway one.
         let channel = self.admin_channel().await?;
         let declared = shared::topology::inspect_queue(&channel, queue).await?;
         let _ = channel.close(200, "done".into()).await;
-        Ok(declared.message_count())
+        Ok(declared)
     }
 
     /// Publishes `body` to the test's exchange as another service might (a poison message,
@@ -232,6 +237,23 @@ impl TestEnv {
                 match self.queue_depth(queue).await {
                     Ok(depth) if depth == expected => Ok(()),
                     other => Err(other),
+                }
+            },
+        )
+        .await;
+    }
+
+    /// Waits (with a deadline) until `queue` exists and the broker counts exactly `expected`
+    /// consumers of it.
+    pub async fn consumers_become(&self, queue: &str, expected: u32) {
+        crate::eventually(
+            &format!("{queue} to exist with {expected} consumers"),
+            crate::WITHIN,
+            || async {
+                match self.inspect_queue(queue).await {
+                    Ok(declared) if declared.consumer_count() == expected => Ok(()),
+                    Ok(declared) => Err(format!("{} consumers", declared.consumer_count())),
+                    Err(error) => Err(error.to_string()),
                 }
             },
         )

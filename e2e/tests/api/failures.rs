@@ -361,11 +361,43 @@ async fn the_producer_declares_again_an_exchange_and_queue_deleted_by_hand() {
     producer.stop().await;
 }
 
-/// The consumer's queue deleted by hand under it: the broker cancels the subscription, the
-/// consumer subscribes again (declaring the queue and its bindings), and what the producer
-/// accepts from then on is applied.
+/// The consumer's queue deleted by hand under it: the broker cancels the subscription and
+/// the consumer subscribes again by itself, declaring the queue and its bindings, and what
+/// the producer accepts from then on is applied.
 #[tokio::test]
 async fn the_consumer_subscribes_again_when_its_queue_is_deleted_by_hand() {
+    let env = TestEnv::new().await;
+    let producer = TestProducer::start(env.producer_config()).await;
+    let consumer = TestConsumer::start(env.consumer_config()).await;
+    producer.accepts(&change_of_address("C-1", "PR1 2HE")).await;
+    consumer.shows("C-1").await;
+
+    env.delete_by_hand(&[], &[&env.queue]).await;
+    // Nothing else declares the queue (the producer would only after a post found it gone):
+    // back with a consumer, it is the consumer's doing.
+    env.consumers_become(&env.queue, 1).await;
+
+    producer.accepts(&change_of_address("C-2", "LA1 1AA")).await;
+    consumer.shows("C-2").await;
+    producer.stop().await;
+    consumer.stop().await;
+}
+
+/// The same, when a post finds the queue gone first: the producer declares a new one of the
+/// same name at once, before the broker has told the consumer, which must still end up
+/// subscribed to the new queue.
+#[tokio::test]
+async fn the_consumer_subscribes_again_when_the_producer_declares_its_deleted_queue_first() {
+    if e2e::broker::broker_version() < (4, 0) {
+        // Seen on 3.10.8, every time on a fast machine: the consumer is neither cancelled
+        // nor delivered to; the new queue counts it as a consumer and holds its first
+        // message as delivered to it. Not seen on 4.0.5. docs/failures.md says what to do.
+        eprintln!(
+            "skipped: RabbitMQ 3.x can leave the consumer of a quorum queue deleted and \
+             declared again at once attached to nothing (see docs/failures.md)"
+        );
+        return;
+    }
     let env = TestEnv::new().await;
     let producer = TestProducer::start(env.producer_config()).await;
     let consumer = TestConsumer::start(env.consumer_config()).await;
