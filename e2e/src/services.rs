@@ -218,11 +218,14 @@ impl TestConsumer {
     /// moved to a retry or dead-letter queue, acked). An empty queue is not enough: "ready
     /// 0" also counts messages delivered but not yet processed. A lone consumer takes its
     /// queue in order and commits each batch whole, so once a marker change published behind
-    /// them is recorded, everything before it is committed; but the marker's batch may still
-    /// be moving messages. The consumer takes its next batch only once that one is settled,
-    /// so a second marker, published after the first is recorded, proves it. Adds
-    /// [`Self::CAUGHT_UP_MARKERS`] events (customer `MARKER`) to the store. Not for
-    /// competing consumers, which split the queue.
+    /// them is recorded, everything before it is committed, but not yet settled: the
+    /// consumer commits batches while earlier ones are settled. When a batch is committed,
+    /// the one before it may still wait to be settled and the one before that be settling
+    /// (the hand-over between the two holds one batch), so only the batch three back is
+    /// surely settled. Each marker is published once the one before it is recorded, so it
+    /// lands in a later batch: the fourth marker's commit proves the first marker's batch,
+    /// and all before it, settled. Adds [`Self::CAUGHT_UP_MARKERS`] events (customer
+    /// `MARKER`) to the store. Not for competing consumers, which split the queue.
     pub async fn caught_up(&self, env: &crate::TestEnv) {
         for _ in 0..Self::CAUGHT_UP_MARKERS {
             let marker =
@@ -233,7 +236,7 @@ impl TestConsumer {
     }
 
     /// The events [`Self::caught_up`] adds to the store.
-    pub const CAUGHT_UP_MARKERS: i64 = 2;
+    pub const CAUGHT_UP_MARKERS: i64 = 4;
 
     /// Like SIGTERM: cancels the subscription, settles in-flight messages, closes.
     pub async fn stop(self) {
