@@ -167,7 +167,9 @@ async fn every_subscriber_gets_its_own_copy_and_the_preston_mailshot_only_pr_pos
         TestConsumer::start(env.consumer_config_for(&mailshot_queue, &["address.changed.pr"]))
             .await;
 
-    for (customer, postcode) in [("C-PRESTON", "PR1 2HE"), ("C-LANCASTER", "LA1 1PJ")] {
+    // Lancaster first: a lone consumer applies its queue in order, so once the mailshot
+    // shows Preston it would have applied Lancaster too, had Lancaster reached it.
+    for (customer, postcode) in [("C-LANCASTER", "LA1 1PJ"), ("C-PRESTON", "PR1 2HE")] {
         producer
             .accepts(&change_of_address(customer, postcode))
             .await;
