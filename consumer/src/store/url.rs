@@ -20,17 +20,14 @@ pub(super) fn kind(url: &str) -> Result<Kind, StoreError> {
         "postgres" | "postgresql" => Ok(Kind::Postgres),
         // Only a scheme is repeated in the error: text before a ':' in a malformed URL
         // could be a user name or a password.
-        _ if scheme
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c)) =>
-        {
+        _ => {
+            let well_formed = scheme
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || "+-.".contains(c));
             Err(StoreError::UnsupportedUrl {
-                scheme: scheme.to_owned(),
+                scheme: if well_formed { scheme } else { "" }.to_owned(),
             })
         }
-        _ => Err(StoreError::UnsupportedUrl {
-            scheme: String::new(),
-        }),
     }
 }
 
